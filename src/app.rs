@@ -1,0 +1,170 @@
+//! `App`: the services one process runs on, built once from the config and
+//! shared (behind an `Arc`) by every HTTP handler and CLI command.
+//!
+//! Owns construction, readiness checks and live reload. It holds no HTTP or
+//! CLI types; those adapters live in `http` and `cli`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{self, Config, CorsConfig, Overrides};
+use crate::store::{Store, StoreError};
+
+/// How long a readiness probe waits for a dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct App {
+    pub config: Config,
+    pub config_file: Option<PathBuf>,
+    overrides: Overrides,
+    pub store: Store,
+    redis: Option<redis::Client>,
+    /// Settings that SIGHUP may change on a running daemon.
+    live: RwLock<Arc<CorsConfig>>,
+    pub started: Instant,
+}
+
+/// One dependency's state in `/ready`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl App {
+    /// Opens the store (applying migrations) and prepares clients. Blocking.
+    pub fn open(
+        loaded: config::Loaded,
+        overrides: Overrides,
+        max_connections: u32,
+    ) -> Result<Arc<Self>, StoreError> {
+        let config = loaded.config;
+        let busy = Duration::from_millis(config.database.busy_timeout_ms);
+        let store = Store::open(&config.database_path(), busy, max_connections)?;
+        // The URL was validated with the config; opening a client does no I/O.
+        let redis = (!config.redis.url.is_empty())
+            .then(|| redis::Client::open(config.redis.url.as_str()).expect("validated redis url"));
+        Ok(Arc::new(App {
+            live: RwLock::new(Arc::new(config.cors.clone())),
+            config,
+            config_file: loaded.file,
+            overrides,
+            store,
+            redis,
+            started: Instant::now(),
+        }))
+    }
+
+    /// Runs blocking work (SQLite, hashing) on tokio's blocking pool.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> T
+    where
+        F: FnOnce(&App) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let app = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || f(&app)).await {
+            Ok(value) => value,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    pub fn cors(&self) -> Arc<CorsConfig> {
+        Arc::clone(&self.live.read().expect("live config lock"))
+    }
+
+    /// Checks every dependency, concurrently, each within `PROBE_TIMEOUT`.
+    pub async fn readiness(self: &Arc<Self>) -> Vec<Check> {
+        let database = async {
+            let app = Arc::clone(self);
+            let probe = tokio::task::spawn_blocking(move || app.store.check());
+            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(Ok(version))) => Check {
+                    name: "database",
+                    ok: true,
+                    detail: format!("schema version {version}"),
+                },
+                Ok(Ok(Err(e))) => Check {
+                    name: "database",
+                    ok: false,
+                    detail: e.to_string(),
+                },
+                Ok(Err(_)) | Err(_) => Check {
+                    name: "database",
+                    ok: false,
+                    detail: format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+                },
+            }
+        };
+        let redis = async {
+            let client = self.redis.as_ref()?;
+            let ping = async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            Some(match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+                Ok(Ok(_)) => Check {
+                    name: "redis",
+                    ok: true,
+                    detail: "PONG".into(),
+                },
+                Ok(Err(e)) => Check {
+                    name: "redis",
+                    ok: false,
+                    detail: format!("unreachable: {}", describe_redis_error(&e)),
+                },
+                Err(_) => Check {
+                    name: "redis",
+                    ok: false,
+                    detail: format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+                },
+            })
+        };
+        let (database, redis) = tokio::join!(database, redis);
+        std::iter::once(database).chain(redis).collect()
+    }
+
+    /// Re-reads the config file and environment (SIGHUP). Settings that can
+    /// change live are swapped in; the rest are reported as needing a restart.
+    /// A bad file keeps the running settings.
+    pub fn reload(&self) -> Result<Vec<&'static str>, config::ConfigError> {
+        let fresh = config::load(
+            self.config_file.as_deref(),
+            std::env::vars(),
+            &self.overrides,
+        )?
+        .config;
+        let mut restart_needed = Vec::new();
+        let old = &self.config;
+        let sections: [(&'static str, bool); 5] = [
+            ("server", fresh.server != old.server),
+            ("database", fresh.database != old.database),
+            ("redis", fresh.redis != old.redis),
+            ("log", fresh.log != old.log),
+            ("debug", fresh.debug != old.debug),
+        ];
+        for (name, changed) in sections {
+            if changed {
+                restart_needed.push(name);
+            }
+        }
+        *self.live.write().expect("live config lock") = Arc::new(fresh.cors);
+        Ok(restart_needed)
+    }
+}
+
+/// A Redis error without the URL, which may carry a password.
+fn describe_redis_error(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_io_error() {
+        "I/O error".into()
+    } else {
+        format!("{:?}", e.kind())
+    }
+}

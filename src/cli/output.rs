@@ -1,0 +1,61 @@
+//! How commands print: comfy-table tables for people, one JSON document for
+//! scripts, nothing but the essential value with `--quiet`.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
+
+use super::CliError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub format: Format,
+    pub quiet: bool,
+}
+
+impl Output {
+    pub fn new(format: Format, quiet: bool) -> Self {
+        Output { format, quiet }
+    }
+
+    /// Prints the table or the JSON document; `--quiet` suppresses the table
+    /// but never the JSON a script asked for.
+    pub fn emit<J: Serialize>(
+        &self,
+        table: impl FnOnce() -> String,
+        json: impl FnOnce() -> J,
+    ) -> Result<(), CliError> {
+        match self.format {
+            Format::Json => {
+                let text = serde_json::to_string_pretty(&json())
+                    .map_err(|e| CliError::Failed(e.to_string()))?;
+                println!("{text}");
+            }
+            Format::Table if self.quiet => {}
+            Format::Table => println!("{}", table()),
+        }
+        Ok(())
+    }
+}
+
+/// A table that fits the terminal (or 100 columns when piped).
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(headers.iter().copied());
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        table.set_width(100);
+    }
+    for row in rows {
+        table.add_row(row);
+    }
+    table.to_string()
+}

@@ -1,0 +1,615 @@
+//! Configuration: where the file is found, how environment variables and
+//! command-line flags override it, and validation of every value.
+//!
+//! Owns the `Config` tree and its loading. It must not open databases, sockets
+//! or files other than the config file itself: loading is pure, so a bad value
+//! is refused before anything starts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the config file (SPEC 3).
+pub const CONFIG_ENV: &str = "MLAPI_CONFIG";
+/// System-wide config file, used when it exists and nothing else is named.
+pub const SYSTEM_CONFIG: &str = "/etc/mlapi/mlapi.toml";
+const ENV_PREFIX: &str = "MLAPI_";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub cors: CorsConfig,
+    pub log: LogConfig,
+    pub debug: DebugConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub max_body_bytes: u64,
+    pub drain_secs: u64,
+    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            max_body_bytes: 1024 * 1024,
+            drain_secs: 10,
+            trusted_proxies: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Empty: `$STATE_DIRECTORY/mlapi.db` under systemd, else the user data dir.
+    pub path: String,
+    /// How long a writer waits for another process's write lock.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Empty: no Redis; everything stays in-process.
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            prefix: "mlapi:".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`scheme://host[:port]`) allowed to call the API from a browser.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `mlapi=debug,warn`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Switches that exist for the test suite. Never enable them in production.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugConfig {
+    /// Mounts `/debug/sleep`, `/debug/panic` and `/debug/echo`.
+    pub test_routes: bool,
+}
+
+/// Where a value came from, so an error can point at the right place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::Flag(flag) => write!(f, "command-line flag {flag}"),
+            Origin::Default => f.write_str("built-in defaults"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{origin}: cannot read config file: {message}")]
+    Read { origin: Origin, message: String },
+    #[error("{origin}: invalid TOML: {message}")]
+    Syntax { origin: Origin, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    Value {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+}
+
+/// Overrides given on the command line (`--db`, `--redis`, `--bind`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub db: Option<String>,
+    pub redis: Option<String>,
+    pub bind: Option<String>,
+}
+
+/// The effective configuration and the file it came from, if any.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+}
+
+/// Finds the config file per SPEC 3: `--config`, `$MLAPI_CONFIG`, the system
+/// file, then the user config dir. A named file must exist; the others are optional.
+pub fn locate(flag: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(path) = flag {
+        return must_exist(path, Origin::Flag("--config"));
+    }
+    if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        return must_exist(Path::new(&path), Origin::Env(CONFIG_ENV.into()));
+    }
+    let system = Path::new(SYSTEM_CONFIG);
+    if system.is_file() {
+        return Ok(Some(system.to_path_buf()));
+    }
+    Ok(user_config_file().filter(|p| p.is_file()))
+}
+
+fn must_exist(path: &Path, origin: Origin) -> Result<Option<PathBuf>, ConfigError> {
+    if path.is_file() {
+        Ok(Some(path.to_path_buf()))
+    } else {
+        Err(ConfigError::Read {
+            origin,
+            message: format!("{} does not exist or is not a file", path.display()),
+        })
+    }
+}
+
+pub fn user_config_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "mlapi").map(|d| d.config_dir().join("mlapi.toml"))
+}
+
+/// Loads the file (if any), applies `MLAPI_<SECTION>_<KEY>` variables from
+/// `env`, then the command-line overrides, and validates the result.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Loaded, ConfigError> {
+    let mut table = match file {
+        Some(path) => {
+            let origin = Origin::File(path.to_path_buf());
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Syntax {
+                    origin,
+                    message: e.to_string().trim_end().to_string(),
+                })?
+        }
+        None => toml::Table::new(),
+    };
+    let file_origin = file.map_or(Origin::Default, |p| Origin::File(p.to_path_buf()));
+
+    // Remember which keys were overridden so errors name the variable or
+    // flag, not the file.
+    let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
+    let template = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
+        .collect();
+    env.sort();
+    for (name, value) in env {
+        let Some((section, key)) = split_env_name(&name, &template) else {
+            return Err(ConfigError::Value {
+                origin: Origin::Env(name.clone()),
+                key: name[ENV_PREFIX.len()..].to_ascii_lowercase(),
+                message: format!(
+                    "no such setting; variables are MLAPI_<SECTION>_<KEY>, e.g. MLAPI_SERVER_BIND (sections: {})",
+                    template.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        let origin = Origin::Env(name);
+        set_typed(&mut table, &template, &section, &key, &value, &origin)?;
+        origins.insert(format!("{section}.{key}"), origin);
+    }
+    let flags = [
+        ("database", "path", "--db", &overrides.db),
+        ("redis", "url", "--redis", &overrides.redis),
+        ("server", "bind", "--bind", &overrides.bind),
+    ];
+    for (section, key, flag, value) in flags {
+        if let Some(value) = value {
+            let origin = Origin::Flag(flag);
+            set_typed(&mut table, &template, section, key, value, &origin)?;
+            origins.insert(format!("{section}.{key}"), origin);
+        }
+    }
+
+    let origin_of = |key: &str| {
+        origins
+            .iter()
+            .find(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}[")))
+            .map_or_else(|| file_origin.clone(), |(_, o)| o.clone())
+    };
+    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
+        |e: serde_path_to_error::Error<toml::de::Error>| {
+            let key = e.path().to_string();
+            ConfigError::Value {
+                origin: origin_of(&key),
+                message: e.into_inner().message().to_string(),
+                key,
+            }
+        },
+    )?;
+    validate(&config).map_err(|(key, message)| ConfigError::Value {
+        origin: origin_of(key),
+        key: key.to_string(),
+        message,
+    })?;
+    Ok(Loaded {
+        config,
+        file: file.map(Path::to_path_buf),
+    })
+}
+
+/// `MLAPI_SERVER_MAX_BODY_BYTES` → (`server`, `max_body_bytes`), only for real settings.
+fn split_env_name(name: &str, template: &toml::Table) -> Option<(String, String)> {
+    let rest = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    let (section, key) = rest.split_once('_')?;
+    let fields = template.get(section)?.as_table()?;
+    fields
+        .contains_key(key)
+        .then(|| (section.to_string(), key.to_string()))
+}
+
+/// Converts a string override to the type the default has, so
+/// `MLAPI_SERVER_DRAIN_SECS=5` is a number and `MLAPI_REDIS_URL=1` a string.
+fn set_typed(
+    table: &mut toml::Table,
+    template: &toml::Table,
+    section: &str,
+    key: &str,
+    raw: &str,
+    origin: &Origin,
+) -> Result<(), ConfigError> {
+    let bad = |message: String| ConfigError::Value {
+        origin: origin.clone(),
+        key: format!("{section}.{key}"),
+        message,
+    };
+    let like = &template[section][key];
+    let value = match like {
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| bad(format!("expected a whole number, got {raw:?}")))?,
+        toml::Value::Boolean(_) => match raw.trim() {
+            "true" | "1" | "yes" => toml::Value::Boolean(true),
+            "false" | "0" | "no" => toml::Value::Boolean(false),
+            _ => return Err(bad(format!("expected true or false, got {raw:?}"))),
+        },
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(key.to_string(), value);
+            Ok(())
+        }
+        _ => Err(bad(format!(
+            "`{section}` in the config file is not a table"
+        ))),
+    }
+}
+
+/// Checks that serde cannot express. Returns the offending key and why.
+fn validate(c: &Config) -> Result<(), (&'static str, String)> {
+    const MAX_BODY_CAP: u64 = 64 * 1024 * 1024;
+    if c.server.max_body_bytes == 0 || c.server.max_body_bytes > MAX_BODY_CAP {
+        return Err((
+            "server.max_body_bytes",
+            format!("must be between 1 and {MAX_BODY_CAP}"),
+        ));
+    }
+    if c.server.drain_secs > 3600 {
+        return Err(("server.drain_secs", "must be at most 3600".into()));
+    }
+    if !c.server.tls_cert.is_empty() || !c.server.tls_key.is_empty() {
+        let key = if c.server.tls_cert.is_empty() {
+            "server.tls_key"
+        } else {
+            "server.tls_cert"
+        };
+        return Err((
+            key,
+            "TLS termination is not supported by this version; leave tls_cert and tls_key empty and terminate TLS at a reverse proxy".into(),
+        ));
+    }
+    if c.database.busy_timeout_ms > 600_000 {
+        return Err((
+            "database.busy_timeout_ms",
+            "must be at most 600000 (10 minutes)".into(),
+        ));
+    }
+    if !c.redis.url.is_empty() {
+        let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|s| c.redis.url.starts_with(s));
+        if !scheme_ok || redis::Client::open(c.redis.url.as_str()).is_err() {
+            return Err((
+                "redis.url",
+                "expected redis://host:port[/db], rediss://… or unix:///path/to/redis.sock".into(),
+            ));
+        }
+    }
+    if c.redis.prefix.is_empty() || c.redis.prefix.contains(['*', '?', '[', ']', ' ']) {
+        return Err((
+            "redis.prefix",
+            "must be non-empty and free of spaces and glob characters (* ? [ ])".into(),
+        ));
+    }
+    for origin in &c.cors.allowed_origins {
+        if let Err(why) = check_origin(origin) {
+            return Err(("cors.allowed_origins", format!("{origin:?}: {why}")));
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
+        return Err(("log.level", format!("not a valid log filter: {e}")));
+    }
+    Ok(())
+}
+
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    if origin == "*" {
+        return Err("wildcards are not allowed; list each origin");
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+        return Err("must be scheme://host[:port] with no path");
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The database file: the configured path, else `$STATE_DIRECTORY/mlapi.db`
+    /// (systemd), else `mlapi.db` in the user data dir.
+    pub fn database_path(&self) -> PathBuf {
+        if !self.database.path.is_empty() {
+            return PathBuf::from(&self.database.path);
+        }
+        if let Some(dirs) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+            // systemd passes a colon-separated list when several are configured.
+            let first = dirs
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if !first.is_empty() {
+                return Path::new(&first).join("mlapi.db");
+            }
+        }
+        directories::ProjectDirs::from("", "", "mlapi")
+            .map(|d| d.data_dir().join("mlapi.db"))
+            .unwrap_or_else(|| PathBuf::from("mlapi.db"))
+    }
+
+    /// The effective settings as `section.key = value` rows, secrets redacted.
+    pub fn redacted(&self) -> toml::Table {
+        let mut table = toml::Table::try_from(self).expect("config serializes");
+        if let Some(toml::Value::Table(redis)) = table.get_mut("redis") {
+            if let Some(toml::Value::String(url)) = redis.get_mut("url") {
+                *url = redact_url_password(url);
+            }
+        }
+        table
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mlapi.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        load(Some(&path), env, &Overrides::default()).map(|l| l.config)
+    }
+
+    #[test]
+    fn no_file_gives_defaults() {
+        let loaded = load(None, Vec::new(), &Overrides::default()).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert_eq!(loaded.config.server.bind.to_string(), "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = load_str("[server]\nbind = 5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mlapi.toml: key `server.bind`"), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = load_str("[server]\nbnid = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `bnid`"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_errors_name_the_variable() {
+        let c = load_str(
+            "[server]\ndrain_secs = 3\n",
+            &[
+                ("MLAPI_SERVER_DRAIN_SECS", "7"),
+                ("MLAPI_REDIS_PREFIX", "app:"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.drain_secs, 7);
+        assert_eq!(c.redis.prefix, "app:");
+
+        let err = load_str("", &[("MLAPI_SERVER_BIND", "nope")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("environment variable MLAPI_SERVER_BIND: key `server.bind`"),
+            "{err}"
+        );
+        let err = load_str("", &[("MLAPI_SERVER_BNID", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MLAPI_SERVER_BNID"), "{err}");
+    }
+
+    #[test]
+    fn env_lists_become_arrays() {
+        let c = load_str(
+            "",
+            &[(
+                "MLAPI_CORS_ALLOWED_ORIGINS",
+                "https://a.example, https://b.example",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.cors.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn semantic_checks() {
+        for (text, key) in [
+            ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
+            ("[server]\ntls_cert = \"/x.pem\"\n", "server.tls_cert"),
+            (
+                "[cors]\nallowed_origins = [\"*\"]\n",
+                "cors.allowed_origins",
+            ),
+            (
+                "[cors]\nallowed_origins = [\"https://a.example/path\"]\n",
+                "cors.allowed_origins",
+            ),
+            ("[redis]\nurl = \"http://localhost\"\n", "redis.url"),
+            ("[redis]\nprefix = \"\"\n", "redis.prefix"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "server.trusted_proxies",
+            ),
+        ] {
+            let err = load_str(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(&format!("key `{key}")), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_env() {
+        let overrides = Overrides {
+            bind: Some("127.0.0.1:9999".into()),
+            ..Default::default()
+        };
+        let env = vec![(
+            "MLAPI_SERVER_BIND".to_string(),
+            "127.0.0.1:1111".to_string(),
+        )];
+        let c = load(None, env, &overrides).unwrap().config;
+        assert_eq!(c.server.bind.port(), 9999);
+    }
+
+    #[test]
+    fn redis_password_is_redacted() {
+        assert_eq!(
+            redact_url_password("redis://user:hunter2@h:6379/0"),
+            "redis://user:***@h:6379/0"
+        );
+        assert_eq!(redact_url_password("redis://h:6379"), "redis://h:6379");
+    }
+}

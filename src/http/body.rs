@@ -1,0 +1,193 @@
+//! Request bodies: the content-type check, the size limit (with or without
+//! `Content-Length`), and JSON decoding into typed requests with errors a
+//! client can act on.
+//!
+//! Nothing here allocates more than the configured limit for a body.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use warp::http::HeaderMap;
+use warp::Filter;
+
+use super::problem::{ApiError, FieldError};
+
+/// Extracts a JSON body of type `T`: 415 unless `Content-Type` is JSON, 413
+/// past `limit` bytes, 400 for malformed JSON or unknown/duplicate fields,
+/// 422 naming the field for wrong types or missing fields.
+pub fn json<T>(limit: u64) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone
+where
+    T: DeserializeOwned + Send,
+{
+    warp::header::headers_cloned()
+        .and(warp::body::stream())
+        .and_then(move |headers: HeaderMap, stream| async move {
+            check_json_content_type(&headers).map_err(warp::reject::custom)?;
+            let bytes = read_limited(&headers, stream, limit)
+                .await
+                .map_err(warp::reject::custom)?;
+            decode::<T>(&bytes).map_err(warp::reject::custom)
+        })
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let wrong = || {
+        ApiError::UnsupportedMediaType(
+            "send the body as JSON with Content-Type: application/json".into(),
+        )
+    };
+    let value = headers
+        .get(warp::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(wrong)?;
+    let mut parts = value.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+    if essence != "application/json"
+        && !(essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        return Err(wrong());
+    }
+    for param in parts {
+        if let Some((name, value)) = param.split_once('=') {
+            if name.trim().eq_ignore_ascii_case("charset")
+                && !value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            {
+                return Err(ApiError::UnsupportedMediaType(
+                    "JSON bodies must be UTF-8".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the body, refusing early when `Content-Length` is over the limit and
+/// stopping as soon as a chunked body passes it.
+async fn read_limited<S, B>(headers: &HeaderMap, stream: S, limit: u64) -> Result<Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let too_large = ApiError::PayloadTooLarge { limit };
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    let mut stream = stream;
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|_| ApiError::BadRequest("the request body could not be read".into()))?;
+        if body.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(too_large);
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            let n = piece.len();
+            body.extend_from_slice(piece);
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// Decodes JSON, separating malformed documents (400) from well-formed ones
+/// with the wrong shape (422, naming the field).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = strip_position(&inner.to_string());
+        use serde_json::error::Category;
+        match inner.classify() {
+            Category::Data if !is_structure_error(&message) => {
+                ApiError::Validation(vec![FieldError {
+                    field: if path == "." { String::new() } else { path },
+                    message,
+                }])
+            }
+            Category::Data => ApiError::BadRequest(format!("{message} (at `{path}`)")),
+            Category::Eof => ApiError::BadRequest("malformed JSON: the body ended early".into()),
+            Category::Syntax | Category::Io => {
+                ApiError::BadRequest(format!("malformed JSON: {message}"))
+            }
+        }
+    })?;
+    de.end().map_err(|_| {
+        ApiError::BadRequest("malformed JSON: trailing characters after the document".into())
+    })?;
+    Ok(value)
+}
+
+/// Unknown or repeated fields are a malformed request (400), not a value a
+/// client can correct field by field; serde_json reports them only by message.
+fn is_structure_error(message: &str) -> bool {
+    message.starts_with("unknown field") || message.starts_with("duplicate field")
+}
+
+/// serde_json appends " at line L column C"; the client needs only the reason.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Req {
+        name: String,
+        count: Option<u32>,
+    }
+
+    #[test]
+    fn decode_classifies_errors() {
+        assert!(decode::<Req>(br#"{"name":"a"}"#).is_ok());
+        let status = |b: &[u8]| decode::<Req>(b).unwrap_err().status().as_u16();
+        assert_eq!(status(b"{"), 400);
+        assert_eq!(status(b"{\"name\": NaN}"), 400);
+        assert_eq!(status(br#"{"name":"a"} x"#), 400);
+        assert_eq!(status(br#"{"name":"a","extra":1}"#), 400);
+        assert_eq!(status(br#"{"name":"a","name":"b"}"#), 400);
+        // serde_json's recursion limit turns deep nesting into a fast 400.
+        let deep = decode::<serde_json::Value>(&[b'['; 10_000]).unwrap_err();
+        assert_eq!(deep.status(), 400);
+        match decode::<Req>(br#"{"name":"a","count":-1}"#).unwrap_err() {
+            ApiError::Validation(errors) => assert_eq!(errors[0].field, "count"),
+            other => panic!("expected 422, got {other:?}"),
+        }
+        match decode::<Req>(br#"{}"#).unwrap_err() {
+            ApiError::Validation(errors) => {
+                assert!(errors[0].message.contains("missing field `name`"))
+            }
+            other => panic!("expected 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let check = |ct: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert("content-type", ct.parse().unwrap());
+            }
+            check_json_content_type(&h).is_ok()
+        };
+        assert!(check(Some("application/json")));
+        assert!(check(Some("Application/JSON; charset=UTF-8")));
+        assert!(check(Some("application/merge-patch+json")));
+        assert!(!check(None));
+        assert!(!check(Some("text/plain")));
+        assert!(!check(Some("application/x-www-form-urlencoded")));
+        assert!(!check(Some("application/json; charset=latin1")));
+    }
+}

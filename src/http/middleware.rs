@@ -1,0 +1,282 @@
+//! What happens around every request, whatever the route: request ids, the
+//! client address behind trusted proxies, CORS, security headers, the
+//! last-resort panic handler and the access log.
+//!
+//! It must stay cheap (no I/O) and must never log a query string, a header
+//! value other than the request id, or a body.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::hyper::service::Service;
+use warp::hyper::{Body, Request};
+
+use super::problem::{ApiError, Response};
+use crate::app::App;
+use crate::config::ServerConfig;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Per-request facts handlers may read with `warp::ext::get::<RequestContext>()`.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+}
+
+const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-API-Key, X-Request-Id, API-Version, Accept-Version, Cache-Control";
+const EXPOSE_HEADERS: &str = "X-Request-Id, API-Version, Retry-After, RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Deprecation, Sunset, Link, X-Cache";
+
+/// Serves one request through `svc` (the warp routes) with everything above.
+pub async fn handle<S>(
+    app: Arc<App>,
+    mut svc: S,
+    mut req: Request<Body>,
+    peer: SocketAddr,
+) -> Result<Response, Infallible>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let request_id = request_id(req.headers());
+    let origin = req.headers().get(header::ORIGIN).cloned();
+
+    let client = client_ip(&app.config.server, peer.ip(), req.headers());
+    let response = match client {
+        Err(ref e) => e.clone().into_response(),
+        Ok(client_ip) => {
+            if method == Method::OPTIONS {
+                options(&app, &path, req.headers())
+            } else {
+                req.extensions_mut().insert(RequestContext {
+                    request_id: request_id.clone(),
+                    client_ip,
+                });
+                match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => {
+                        // The panic message went to stderr through the panic hook;
+                        // the client gets nothing that could leak internals.
+                        tracing::error!(request_id = %request_id, %method, path = %path, "handler panicked");
+                        ApiError::Internal.into_response()
+                    }
+                }
+            }
+        }
+    };
+    let mut response = response;
+    finish(&app, &path, &request_id, origin.as_ref(), &mut response);
+
+    let status = response.status().as_u16();
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    tracing::info!(
+        target: "mlapi::access",
+        request_id = %request_id,
+        client = %client.map_or(peer.ip(), |ip| ip),
+        method = %method,
+        path = %path,
+        status,
+        elapsed_us,
+    );
+    Ok(response)
+}
+
+/// Echoes a client's request id when it is short and plain; otherwise mints one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which
+/// case the right-most `X-Forwarded-For` entry that is not itself a trusted
+/// proxy. A malformed header from a trusted proxy is a 400 (it cannot be
+/// believed, and ignoring it would attribute the traffic to the proxy).
+pub fn client_ip(
+    server: &ServerConfig,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> Result<IpAddr, ApiError> {
+    if !server.is_trusted_proxy(peer) {
+        return Ok(peer);
+    }
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("malformed X-Forwarded-For header".into()))?;
+        for hop in value.split(',') {
+            let ip = hop
+                .trim()
+                .parse::<IpAddr>()
+                .map_err(|_| ApiError::BadRequest("malformed X-Forwarded-For header".into()))?;
+            hops.push(ip);
+        }
+    }
+    Ok(hops
+        .iter()
+        .rev()
+        .find(|ip| !server.is_trusted_proxy(**ip))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer))
+}
+
+/// `OPTIONS`: a CORS preflight when the browser sends one, else the `Allow` list.
+fn options(app: &App, path: &str, headers: &HeaderMap) -> Response {
+    let methods = super::allowed_methods(app, path);
+    if methods.is_empty() {
+        return ApiError::NotFound.into_response();
+    }
+    let preflight = headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let origin_allowed = headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| origin_is_allowed(app, o));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    let allow = allow_value(&methods);
+    if preflight && origin_allowed {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow.clone());
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    h.insert(header::ALLOW, allow);
+    response
+}
+
+fn allow_value(methods: &[&str]) -> HeaderValue {
+    let mut list: Vec<&str> = methods.to_vec();
+    list.push("OPTIONS");
+    HeaderValue::from_str(&list.join(", ")).expect("method names are valid header text")
+}
+
+fn origin_is_allowed(app: &App, origin: &HeaderValue) -> bool {
+    let cors = app.cors();
+    origin
+        .to_str()
+        .is_ok_and(|o| cors.allowed_origins.iter().any(|allowed| allowed == o))
+}
+
+/// Headers every response carries.
+fn finish(
+    app: &App,
+    path: &str,
+    request_id: &str,
+    origin: Option<&HeaderValue>,
+    response: &mut Response,
+) {
+    let status = response.status();
+    let h = response.headers_mut();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        h.insert(
+            header::ALLOW,
+            allow_value(&super::allowed_methods(app, path)),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(REQUEST_ID, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static(
+            "accelerometer=(), camera=(), geolocation=(), microphone=(), payment=(), usb=()",
+        ),
+    );
+    // API answers are per-caller; a handler that wants caching says so.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let cors = app.cors();
+    if !cors.allowed_origins.is_empty() {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(origin) = origin.filter(|o| origin_is_allowed(app, o)) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSE_HEADERS),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(proxies: &[&str]) -> ServerConfig {
+        ServerConfig {
+            trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
+            ..ServerConfig::default()
+        }
+    }
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_spoof() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        let ip = client_ip(&server(&["10.0.0.0/8"]), peer, &xff("1.2.3.4")).unwrap();
+        assert_eq!(ip, peer);
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_walked_from_the_right() {
+        let s = server(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        // The left-most entry is whatever the client claimed; the proxy appended the real one.
+        let ip = client_ip(&s, peer, &xff("6.6.6.6, 198.51.100.7, 10.0.0.2")).unwrap();
+        assert_eq!(ip, "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&s, peer, &HeaderMap::new()).unwrap(), peer);
+        assert!(client_ip(&s, peer, &xff("not-an-ip")).is_err());
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, "abc-123".parse().unwrap());
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(REQUEST_ID, "bad id with spaces".parse().unwrap());
+        assert_ne!(request_id(&h), "bad id with spaces");
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+}

@@ -1,0 +1,110 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, generated from
+//! `http::ROUTES` so it grows with every route. Schemas for bodies live here.
+
+use serde_json::{json, Map, Value};
+
+use super::ROUTES;
+
+/// Responses any route can produce, whatever it declares.
+const COMMON: &[(u16, &str)] = &[
+    (400, "Malformed request"),
+    (404, "Not found"),
+    (405, "Method not allowed"),
+    (429, "Rate limited"),
+    (500, "Internal error"),
+];
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let mut responses = Map::new();
+        for (status, schema) in route.responses.iter().chain(COMMON) {
+            let key = status.to_string();
+            if responses.contains_key(&key) {
+                continue;
+            }
+            let description = warp::http::StatusCode::from_u16(*status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Response");
+            let mut response = json!({ "description": description });
+            let schema = if *status >= 400 { "Problem" } else { schema };
+            if !schema.is_empty() {
+                let media = if *status >= 400 {
+                    "application/problem+json"
+                } else {
+                    "application/json"
+                };
+                response["content"] = json!({ media: { "schema": { "$ref": format!("#/components/schemas/{schema}") } } });
+            }
+            responses.insert(key, response);
+        }
+        let operation = json!({
+            "operationId": route.operation_id,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "responses": responses,
+        });
+        let item = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[route.method.to_ascii_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mlapi",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A machine-learning model behind a production HTTP API. Errors are RFC 9457 problem documents.",
+        },
+        "paths": paths,
+        "components": { "schemas": schemas() },
+    })
+}
+
+fn schemas() -> Value {
+    json!({
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details.",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": { "type": "string" },
+                "title": { "type": "string" },
+                "status": { "type": "integer" },
+                "detail": { "type": "string" },
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "message"],
+                        "properties": { "field": { "type": "string" }, "message": { "type": "string" } }
+                    }
+                }
+            }
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "version", "uptime_secs"],
+            "properties": {
+                "status": { "const": "ok" },
+                "version": { "type": "string" },
+                "uptime_secs": { "type": "integer", "minimum": 0 }
+            }
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {
+                "status": { "const": "ready" },
+                "checks": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": { "ok": { "type": "boolean" }, "detail": { "type": "string" } }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,14 @@
+//! mlapi: a machine-learning model behind a production HTTP API, and the
+//! operator CLI that manages the same state.
+//!
+//! The library holds all logic; `src/bin/mlapi.rs` only parses arguments and
+//! calls [`cli::main`]. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod server;
+pub mod store;

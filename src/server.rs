@@ -1,0 +1,141 @@
+//! The daemon's lifecycle: bind, serve HTTP/1.1 through the middleware and the
+//! warp routes, tell systemd we are ready, reload on SIGHUP, and on
+//! SIGTERM/SIGINT stop accepting, drain in-flight requests within
+//! `server.drain_secs`, and exit cleanly.
+//!
+//! No request logic lives here; see `http`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use warp::hyper::server::conn::AddrStream;
+use warp::hyper::service::{make_service_fn, service_fn};
+
+use crate::app::App;
+use crate::audit::{self, Action, Event};
+use crate::http;
+use crate::store::StoreError;
+
+/// Largest request head (request line and headers) accepted; beyond it the
+/// connection gets 431.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Slow-loris guard: the whole head must arrive within this time.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("server error: {0}")]
+    Http(#[from] warp::hyper::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
+pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
+    let addr = app.config.server.bind;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServeError::Bind { addr, source })?;
+
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+
+    let routes = http::routes(Arc::clone(&app));
+    let make_service = {
+        let app = Arc::clone(&app);
+        make_service_fn(move |conn: &AddrStream| {
+            let peer = conn.remote_addr();
+            let app = Arc::clone(&app);
+            let svc = warp::service(routes.clone());
+            async move {
+                Ok::<_, Infallible>(service_fn(move |req| {
+                    http::middleware::handle(Arc::clone(&app), svc.clone(), req, peer)
+                }))
+            }
+        })
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = warp::hyper::Server::from_tcp(listener)?
+        .http1_only(true)
+        .http1_max_buf_size(MAX_HEAD_BYTES)
+        .http1_header_read_timeout(HEAD_TIMEOUT)
+        .serve(make_service);
+    let local = server.local_addr();
+    let server = server.with_graceful_shutdown(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = name,
+            "shutting down: no new connections, draining in-flight requests"
+        );
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        let _ = stop_tx.send(());
+    });
+
+    app.blocking(|app| {
+        app.store.write(|tx| {
+            audit::record(
+                tx,
+                &Event::system(Action::SysStartup, Some(env!("CARGO_PKG_VERSION"))),
+            )
+        })
+    })
+    .await?;
+    tokio::spawn(reload_on_hangup(Arc::clone(&app), hangup));
+
+    tracing::info!(database = %app.store.path().display(), "mlapi {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+
+    let drain = Duration::from_secs(app.config.server.drain_secs);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        _ = async { if stop_rx.await.is_ok() { tokio::time::sleep(drain).await } else { std::future::pending::<()>().await } } => {
+            tracing::warn!(drain_secs = drain.as_secs(), "drain timeout reached; closing the remaining connections");
+        }
+    }
+
+    app.blocking(|app| {
+        app.store
+            .write(|tx| audit::record(tx, &Event::system(Action::SysShutdown, None)))
+    })
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: re-read the config; keep the old settings if the new file is bad.
+async fn reload_on_hangup(app: Arc<App>, mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        match app.blocking(|app| app.reload()).await {
+            Ok(restart) if restart.is_empty() => tracing::info!("configuration reloaded"),
+            Ok(restart) => tracing::warn!(
+                sections = %restart.join(", "),
+                "configuration reloaded; changes to these sections take effect after a restart"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; keeping the running settings")
+            }
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    }
+}
