@@ -97,6 +97,16 @@ where
 /// Decodes JSON, separating malformed documents (400) from well-formed ones
 /// with the wrong shape (422, naming the field).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Well-formedness first (cheap: nothing is allocated), so a broken
+    // document is always a 400 whatever shape the endpoint expects.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        let reason = if e.is_eof() {
+            "the body ended early".to_string()
+        } else {
+            strip_position(&e.to_string())
+        };
+        return Err(ApiError::BadRequest(format!("malformed JSON: {reason}")));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -159,8 +169,16 @@ mod tests {
         assert_eq!(status(br#"{"name":"a","extra":1}"#), 400);
         assert_eq!(status(br#"{"name":"a","name":"b"}"#), 400);
         // serde_json's recursion limit turns deep nesting into a fast 400.
-        let deep = decode::<serde_json::Value>(&[b'['; 10_000]).unwrap_err();
-        assert_eq!(deep.status(), 400);
+        assert_eq!(status(&[b'['; 10_000]), 400);
+        // Well-formed but deep: the wrong shape for a struct (422, found at
+        // depth one), past the recursion limit for a free-form value (400).
+        let mut closed = vec![b'['; 5_000];
+        closed.extend(vec![b']'; 5_000]);
+        assert_eq!(status(&closed), 422);
+        assert_eq!(
+            decode::<serde_json::Value>(&closed).unwrap_err().status(),
+            400
+        );
         match decode::<Req>(br#"{"name":"a","count":-1}"#).unwrap_err() {
             ApiError::Validation(errors) => assert_eq!(errors[0].field, "count"),
             other => panic!("expected 422, got {other:?}"),

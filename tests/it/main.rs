@@ -1,0 +1,11 @@
+//! Integration tests: the real `mlapi` binary, real HTTP over loopback, a real
+//! SQLite file and a throwaway redis-server. One test binary, so the daemon
+//! binary is built once and shared.
+
+mod harness;
+
+mod cli;
+mod generated;
+mod http;
+mod lifecycle;
+mod store;
