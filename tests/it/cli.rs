@@ -103,3 +103,18 @@ fn completions_are_printed_for_each_shell() {
     let out = mlapi().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/mlapi.toml");
+    let out = mlapi()
+        .arg("--config")
+        .arg(&example)
+        .args(["--output", "json", "config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["database_file"], "/var/lib/mlapi/mlapi.db");
+    assert_eq!(doc["config"]["log"]["format"], "json");
+}
