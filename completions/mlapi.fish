@@ -34,6 +34,8 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -s h -l help -d 'Print help (s
 complete -c mlapi -n "__fish_mlapi_needs_command" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "serve" -d 'Run the HTTP daemon until SIGTERM or SIGINT (SIGHUP reloads the config)'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "config" -d 'Inspect the configuration'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "user" -d 'Manage accounts'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -l bind -d 'Address to listen on; overrides server.bind (default 127.0.0.1:8000)' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
@@ -58,6 +60,90 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subc
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "add" -d 'Create an account. The password comes from a hidden prompt on a terminal, or from stdin with --password-stdin'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "list" -d 'List accounts'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "show" -d 'Show one account (by username or id)'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "disable" -d 'Disable an account: its tokens and keys stop working within a second'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "enable" -d 'Re-enable a disabled account'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "set-role" -d 'Change an account\'s role (its live tokens lose scopes the new role lacks)'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "passwd" -d 'Set a new password; ends all of the account\'s sessions'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l email -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l role -r -f -a "user\t''
+manager\t''
+admin\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l tier -d 'Rate-limit tier (default: auth.default_tier)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from stdin (one line) instead of prompting'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l limit -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l offset -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l yes -d 'Do not ask for confirmation'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from stdin (one line) instead of prompting'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l since -d 'Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l user -d 'Only events where this username (or cli:<os user>) is the actor or the target' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l action -d 'Only this action (e.g. authn_login_fail)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l limit -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r

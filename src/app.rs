@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::auth::directory::Directory;
+use crate::auth::passwords::Hasher;
+use crate::auth::tokens::TokenKeys;
 use crate::config::{self, Config, CorsConfig, Overrides};
+use crate::ratelimit::{Limiter, Quota};
+use crate::secrets::SecretError;
 use crate::store::{Store, StoreError};
 
 /// How long a readiness probe waits for a dependency.
@@ -22,9 +27,23 @@ pub struct App {
     overrides: Overrides,
     pub store: Store,
     redis: Option<redis::Client>,
+    pub hasher: Arc<Hasher>,
+    pub tokens: TokenKeys,
+    /// Accounts and revocations in memory; see `auth::directory`.
+    pub directory: Directory,
+    /// Per-client-IP limit on unauthenticated routes (login, register, token).
+    pub anonymous_limiter: Limiter,
     /// Settings that SIGHUP may change on a running daemon.
     live: RwLock<Arc<CorsConfig>>,
     pub started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 /// One dependency's state in `/ready`.
@@ -36,18 +55,30 @@ pub struct Check {
 }
 
 impl App {
-    /// Opens the store (applying migrations) and prepares clients. Blocking.
+    /// Opens the store (applying migrations), loads or creates the signing
+    /// keys next to it, loads the directory and prepares clients. Blocking.
     pub fn open(
         loaded: config::Loaded,
         overrides: Overrides,
         max_connections: u32,
-    ) -> Result<Arc<Self>, StoreError> {
+    ) -> Result<Arc<Self>, OpenError> {
         let config = loaded.config;
         let busy = Duration::from_millis(config.database.busy_timeout_ms);
-        let store = Store::open(&config.database_path(), busy, max_connections)?;
+        let db_path = config.database_path();
+        let store = Store::open(&db_path, busy, max_connections)?;
+        let state_dir = db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let tokens = TokenKeys::load(&config.auth, state_dir)?;
+        let directory = Directory::default();
+        directory.refresh(&store)?;
         // The URL was validated with the config; opening a client does no I/O.
         let redis = (!config.redis.url.is_empty())
             .then(|| redis::Client::open(config.redis.url.as_str()).expect("validated redis url"));
+        let hasher = Arc::new(Hasher::new(&config.auth));
+        let anonymous_limiter =
+            Limiter::new(Quota::per_minute(config.ratelimit.anonymous_per_minute));
         Ok(Arc::new(App {
             live: RwLock::new(Arc::new(config.cors.clone())),
             config,
@@ -55,6 +86,10 @@ impl App {
             overrides,
             store,
             redis,
+            hasher,
+            tokens,
+            directory,
+            anonymous_limiter,
             started: Instant::now(),
         }))
     }
@@ -69,6 +104,14 @@ impl App {
         match tokio::task::spawn_blocking(move || f(&app)).await {
             Ok(value) => value,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Brings the in-memory directory up to date with SQLite. A failure is
+    /// logged and retried by the next refresh; the old snapshot stays.
+    pub async fn refresh_directory(self: &Arc<Self>) {
+        if let Err(e) = self.blocking(|app| app.directory.refresh(&app.store)).await {
+            tracing::warn!(error = %e, "directory refresh failed; will retry");
         }
     }
 
@@ -139,10 +182,12 @@ impl App {
         .config;
         let mut restart_needed = Vec::new();
         let old = &self.config;
-        let sections: [(&'static str, bool); 5] = [
+        let sections: [(&'static str, bool); 7] = [
             ("server", fresh.server != old.server),
             ("database", fresh.database != old.database),
             ("redis", fresh.redis != old.redis),
+            ("auth", fresh.auth != old.auth),
+            ("ratelimit", fresh.ratelimit != old.ratelimit),
             ("log", fresh.log != old.log),
             ("debug", fresh.debug != old.debug),
         ];

@@ -25,6 +25,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
+    pub auth: AuthConfig,
+    pub ratelimit: RateLimitConfig,
     pub cors: CorsConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
@@ -92,6 +94,79 @@ impl Default for RedisConfig {
         Self {
             url: String::new(),
             prefix: "mlapi:".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    #[default]
+    HS256,
+    EdDSA,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 signing secret, at least 32 bytes. Empty: generated on first
+    /// use and stored 0600 next to the database.
+    pub jwt_secret: String,
+    pub jwt_algorithm: JwtAlgorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub default_tier: String,
+    pub allow_registration: bool,
+    /// The OAuth2 password grant at /api/v1/auth/token (deprecated by RFC 9700).
+    pub password_grant: bool,
+    /// Argon2id cost. The defaults are OWASP's minimum; lower values are for tests.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once (each holds argon2_memory_kib).
+    pub max_concurrent_hashes: u32,
+    /// Failed logins for one username within the window that lock it.
+    pub lockout_threshold: u32,
+    pub lockout_window_secs: u64,
+    pub lockout_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: String::new(),
+            jwt_algorithm: JwtAlgorithm::HS256,
+            issuer: "mlapi".into(),
+            audience: "mlapi".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 604_800,
+            default_tier: "free".into(),
+            allow_registration: true,
+            password_grant: true,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+            lockout_threshold: 5,
+            lockout_window_secs: 900,
+            lockout_secs: 900,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per minute per client IP on unauthenticated routes (login,
+    /// register, token, refresh).
+    pub anonymous_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            anonymous_per_minute: 20,
         }
     }
 }
@@ -415,6 +490,67 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             return Err(("cors.allowed_origins", format!("{origin:?}: {why}")));
         }
     }
+    let a = &c.auth;
+    if !a.jwt_secret.is_empty() && a.jwt_secret.len() < 32 {
+        return Err((
+            "auth.jwt_secret",
+            "must be at least 32 bytes of random text (or empty to generate one)".into(),
+        ));
+    }
+    if !a.jwt_secret.is_empty() && a.jwt_algorithm != JwtAlgorithm::HS256 {
+        return Err((
+            "auth.jwt_secret",
+            "only used with jwt_algorithm = \"HS256\"; EdDSA keys are generated and stored next to the database".into(),
+        ));
+    }
+    if a.issuer.is_empty() || a.audience.is_empty() {
+        return Err((
+            "auth.issuer",
+            "issuer and audience must not be empty".into(),
+        ));
+    }
+    if !(60..=86_400).contains(&a.access_ttl_secs) {
+        return Err((
+            "auth.access_ttl_secs",
+            "must be between 60 and 86400".into(),
+        ));
+    }
+    if a.refresh_ttl_secs < a.access_ttl_secs || a.refresh_ttl_secs > 90 * 86_400 {
+        return Err((
+            "auth.refresh_ttl_secs",
+            "must be at least access_ttl_secs and at most 90 days".into(),
+        ));
+    }
+    if !crate::users::TIERS.contains(&a.default_tier.as_str()) {
+        return Err((
+            "auth.default_tier",
+            format!(
+                "unknown tier; known tiers: {}",
+                crate::users::TIERS.join(", ")
+            ),
+        ));
+    }
+    if a.argon2_memory_kib < 8 || a.argon2_iterations == 0 || a.argon2_parallelism == 0 {
+        return Err((
+            "auth.argon2_memory_kib",
+            "argon2 parameters are out of range".into(),
+        ));
+    }
+    if a.max_concurrent_hashes == 0 || a.max_concurrent_hashes > 256 {
+        return Err((
+            "auth.max_concurrent_hashes",
+            "must be between 1 and 256".into(),
+        ));
+    }
+    if a.lockout_threshold == 0 {
+        return Err(("auth.lockout_threshold", "must be at least 1".into()));
+    }
+    if c.ratelimit.anonymous_per_minute == 0 {
+        return Err((
+            "ratelimit.anonymous_per_minute",
+            "must be at least 1".into(),
+        ));
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return Err(("log.level", format!("not a valid log filter: {e}")));
     }
@@ -462,6 +598,13 @@ impl Config {
     /// The effective settings as `section.key = value` rows, secrets redacted.
     pub fn redacted(&self) -> toml::Table {
         let mut table = toml::Table::try_from(self).expect("config serializes");
+        if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
+            if let Some(toml::Value::String(secret)) = auth.get_mut("jwt_secret") {
+                if !secret.is_empty() {
+                    *secret = "(set, redacted)".into();
+                }
+            }
+        }
         if let Some(toml::Value::Table(redis)) = table.get_mut("redis") {
             if let Some(toml::Value::String(url)) = redis.get_mut("url") {
                 *url = redact_url_password(url);

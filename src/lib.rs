@@ -6,9 +6,14 @@
 
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod logging;
+pub mod ratelimit;
+pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod users;

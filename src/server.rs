@@ -15,7 +15,7 @@ use warp::hyper::server::conn::AddrStream;
 use warp::hyper::service::{make_service_fn, service_fn};
 
 use crate::app::App;
-use crate::audit::{self, Action, Event};
+use crate::audit::{self, Action, Actor};
 use crate::http;
 use crate::store::StoreError;
 
@@ -90,14 +90,20 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
 
     app.blocking(|app| {
         app.store.write(|tx| {
+            let version = Some(env!("CARGO_PKG_VERSION"));
             audit::record(
                 tx,
-                &Event::system(Action::SysStartup, Some(env!("CARGO_PKG_VERSION"))),
+                &Actor::system(),
+                Action::SysStartup,
+                None,
+                true,
+                version,
             )
         })
     })
     .await?;
     tokio::spawn(reload_on_hangup(Arc::clone(&app), hangup));
+    tokio::spawn(watch_state(Arc::clone(&app)));
 
     tracing::info!(database = %app.store.path().display(), "mlapi {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -115,11 +121,25 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
 
     app.blocking(|app| {
         app.store
-            .write(|tx| audit::record(tx, &Event::system(Action::SysShutdown, None)))
+            .write(|tx| audit::record(tx, &Actor::system(), Action::SysShutdown, None, true, None))
     })
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the daemon looks for changes made by other processes (the CLI,
+/// other daemons on the same database). Keeps "within 1 second" true.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Reloads the in-memory directory whenever the state version moves.
+async fn watch_state(app: Arc<App>) {
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.refresh_directory().await;
+    }
 }
 
 /// SIGHUP: re-read the config; keep the old settings if the new file is bad.

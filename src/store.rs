@@ -16,8 +16,13 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 /// The schema, in order. `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
+    (
+        "0002_identity.sql",
+        include_str!("../migrations/0002_identity.sql"),
+    ),
+];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -192,6 +197,32 @@ impl Store {
             supported: SCHEMA_VERSION,
         }
     }
+}
+
+/// Advances the change counter daemons watch, inside the caller's write
+/// transaction, and returns the new value for the changed rows' `rev`.
+pub fn bump_version(tx: &Transaction) -> Result<i64, StoreError> {
+    Ok(tx.query_row(
+        "UPDATE state_version SET version = version + 1 WHERE id = 1 RETURNING version",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The change counter; cheap enough to poll.
+pub fn current_version(c: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        c.query_row("SELECT version FROM state_version WHERE id = 1", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Now, in unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn user_version(c: &Connection) -> Result<i64, StoreError> {

@@ -6,10 +6,12 @@
 //! Commands never prompt when stdin is not a terminal.
 
 pub mod output;
+pub mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
@@ -61,6 +63,23 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Show the security event log, newest first.
+    Audit {
+        /// Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant.
+        #[arg(long, value_name = "PERIOD|INSTANT")]
+        since: Option<String>,
+        /// Only events where this username (or cli:<os user>) is the actor or the target.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this action (e.g. authn_login_fail).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         #[arg(value_enum)]
@@ -134,6 +153,24 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::error::Error> for CliError {
+    fn from(e: crate::error::Error) -> Self {
+        use crate::error::Error;
+        match e {
+            Error::Invalid(_) => CliError::Usage(e.to_string()),
+            Error::NotFound(m) => CliError::NotFound(m),
+            Error::Conflict(m) => CliError::Conflict(m),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::app::OpenError> for CliError {
+    fn from(e: crate::app::OpenError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
 impl From<ServeError> for CliError {
     fn from(e: ServeError) -> Self {
         CliError::Failed(e.to_string())
@@ -176,6 +213,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let loaded = load_config(cli.config.as_deref(), &overrides)?;
             config_show(&loaded, &out)
         }
+        Command::User(command) => {
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
+            runtime.block_on(user::run(&app, command, &out))
+        }
+        Command::Audit {
+            since,
+            user,
+            action,
+            limit,
+        } => {
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
+            runtime.block_on(user::audit_log(&app, since, user, action, limit, &out))
+        }
         Command::Serve(_) => {
             let loaded = load_config(cli.config.as_deref(), &overrides)?;
             logging::init(&loaded.config.log, "info");
@@ -193,6 +243,73 @@ fn run(cli: Cli) -> Result<(), CliError> {
 fn load_config(flag: Option<&Path>, overrides: &Overrides) -> Result<config::Loaded, CliError> {
     let file = config::locate(flag)?;
     Ok(config::load(file.as_deref(), std::env::vars(), overrides)?)
+}
+
+/// Opens the shared state for an operator command, with a small runtime to
+/// drive the same async services the daemon uses.
+fn open_app(
+    flag: Option<&Path>,
+    overrides: Overrides,
+) -> Result<(Arc<App>, tokio::runtime::Runtime), CliError> {
+    let loaded = load_config(flag, &overrides)?;
+    logging::init(&loaded.config.log, "warn");
+    let app = App::open(loaded, overrides, 2)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((app, runtime))
+}
+
+/// Asks on a terminal; without one, proceeds (scripts pass --yes anyway).
+pub(crate) fn confirm(question: &str) -> Result<bool, CliError> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(true);
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .map_err(|e| CliError::Failed(format!("cannot ask for confirmation: {e}")))
+}
+
+/// `30m`, `24h`, `7d`, `90s` → seconds.
+pub fn parse_duration(text: &str) -> Result<u64, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "invalid duration {text:?}: use a number and s, m, h or d (e.g. 24h)"
+        ))
+    };
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_secs).ok_or_else(bad)
+}
+
+/// `--since`: a period back from now, or an RFC 3339 instant; returned in the
+/// audit table's own format so it compares as text.
+fn parse_since(text: &str) -> Result<String, CliError> {
+    use time::format_description::well_known::Rfc3339;
+    let instant = match parse_duration(text) {
+        Ok(secs) => time::OffsetDateTime::now_utc() - time::Duration::seconds(secs as i64),
+        Err(_) => time::OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+            CliError::Usage(format!(
+                "invalid --since {text:?}: use a period (30m, 24h, 7d) or an RFC 3339 instant"
+            ))
+        })?,
+    };
+    let utc = instant.to_offset(time::UtcOffset::UTC);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    Ok(utc.format(&format).expect("formatting a valid instant"))
 }
 
 fn config_show(loaded: &config::Loaded, out: &Output) -> Result<(), CliError> {

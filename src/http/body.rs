@@ -30,6 +30,78 @@ where
         })
 }
 
+/// A body that may be JSON or an HTML form (the OAuth2 password flow).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Json(Bytes),
+    Form(Bytes),
+}
+
+/// Extracts a JSON or `application/x-www-form-urlencoded` body, within `limit`.
+pub fn json_or_form(
+    limit: u64,
+) -> impl Filter<Extract = (Payload,), Error = warp::Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::body::stream())
+        .and_then(move |headers: HeaderMap, stream| async move {
+            let form = is_form(&headers);
+            if !form {
+                check_json_content_type(&headers).map_err(|_| {
+                    warp::reject::custom(ApiError::UnsupportedMediaType(
+                        "send JSON (Content-Type: application/json) or a form (application/x-www-form-urlencoded)"
+                            .into(),
+                    ))
+                })?;
+            }
+            let bytes = read_limited(&headers, stream, limit)
+                .await
+                .map_err(warp::reject::custom)?;
+            Ok::<_, warp::Rejection>(if form { Payload::Form(bytes) } else { Payload::Json(bytes) })
+        })
+}
+
+/// Extracts a form body only (RFC 6749 token requests).
+pub fn form(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::body::stream())
+        .and_then(move |headers: HeaderMap, stream| async move {
+            if !is_form(&headers) {
+                return Err(warp::reject::custom(ApiError::UnsupportedMediaType(
+                    "send the request as Content-Type: application/x-www-form-urlencoded".into(),
+                )));
+            }
+            read_limited(&headers, stream, limit)
+                .await
+                .map_err(warp::reject::custom)
+        })
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(warp::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Decodes a form; a missing or mistyped field is a 422 naming it.
+pub fn decode_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_urlencoded::from_bytes(bytes).map_err(|e| {
+        let message = e.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("missing field"))
+            .unwrap_or("")
+            .to_string();
+        ApiError::Validation(vec![FieldError { field, message }])
+    })
+}
+
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let wrong = || {
         ApiError::UnsupportedMediaType(

@@ -4,6 +4,7 @@
 //! Handlers are thin: they decode the request, call a library service, and
 //! encode the answer. Business rules live in the service modules, never here.
 
+pub mod auth;
 pub mod body;
 pub mod middleware;
 pub mod openapi;
@@ -60,6 +61,78 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "This OpenAPI 3.1 document.",
         tag: "operations",
         responses: &[(200, "")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/register",
+        operation_id: "register",
+        summary: "Create an account (role user, the default tier). JSON {username, email, password}.",
+        tag: "auth",
+        responses: &[(201, "User"), (403, "Problem"), (409, "Problem"), (413, "Problem"), (415, "Problem"), (422, "Problem")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/login",
+        operation_id: "login",
+        summary: "Password login, JSON or OAuth2 form (username, password, optional scope). Returns a token pair.",
+        tag: "auth",
+        responses: &[(200, "TokenPair"), (401, "Problem"), (403, "Problem"), (415, "Problem"), (422, "Problem")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/token",
+        operation_id: "token",
+        summary: "OAuth2 token endpoint (form): grant_type=password or refresh_token. Errors per RFC 6749 §5.2.",
+        tag: "auth",
+        responses: &[(200, "TokenPair"), (415, "Problem"), (503, "OAuthError")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/refresh",
+        operation_id: "refresh",
+        summary: "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
+        tag: "auth",
+        responses: &[(200, "TokenPair"), (401, "Problem"), (415, "Problem"), (422, "Problem")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/logout",
+        operation_id: "logout",
+        summary: "End the session of the presented access token, on every daemon.",
+        tag: "auth",
+        responses: &[(204, ""), (401, "Problem")],
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/users/me",
+        operation_id: "me",
+        summary: "The caller's account and the scopes of the presented credential.",
+        tag: "users",
+        responses: &[(200, "User"), (401, "Problem")],
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/admin/users",
+        operation_id: "adminListUsers",
+        summary: "List accounts (scope admin). Query: limit (1-1000, default 100), offset.",
+        tag: "admin",
+        responses: &[(200, ""), (401, "Problem"), (403, "Problem")],
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/admin/users/{id}",
+        operation_id: "adminGetUser",
+        summary: "One account by id or username (scope admin).",
+        tag: "admin",
+        responses: &[(200, "User"), (401, "Problem"), (403, "Problem")],
+    },
+    RouteSpec {
+        method: "PATCH",
+        path: "/api/v1/admin/users/{id}",
+        operation_id: "adminUpdateUser",
+        summary: "Change an account's role, tier or disabled flag (scope admin). JSON {role?, tier?, disabled?}.",
+        tag: "admin",
+        responses: &[(200, "User"), (401, "Problem"), (403, "Problem"), (409, "Problem"), (422, "Problem")],
     },
 ];
 
@@ -162,7 +235,14 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(move || json_response(StatusCode::OK, JSON, spec.as_ref()));
 
-    let mut api = health.or(ready).unify().or(openapi).unify().boxed();
+    let mut api = health
+        .or(ready)
+        .unify()
+        .or(openapi)
+        .unify()
+        .or(auth::routes(&app))
+        .unify()
+        .boxed();
     if app.config.debug.test_routes {
         tracing::warn!(
             "debug.test_routes is on: /debug/* routes are mounted; never do this in production"

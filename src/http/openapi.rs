@@ -39,12 +39,29 @@ pub fn document() -> Value {
             }
             responses.insert(key, response);
         }
-        let operation = json!({
+        let mut operation = json!({
             "operationId": route.operation_id,
             "summary": route.summary,
             "tags": [route.tag],
             "responses": responses,
         });
+        let parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !parameters.is_empty() {
+            operation["parameters"] = json!(parameters);
+        }
+        if route.path.starts_with("/api/")
+            && !matches!(
+                route.operation_id,
+                "register" | "login" | "token" | "refresh"
+            )
+        {
+            operation["security"] = json!([{"bearer": []}]);
+        }
         let item = paths
             .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
@@ -58,7 +75,12 @@ pub fn document() -> Value {
             "description": "A machine-learning model behind a production HTTP API. Errors are RFC 9457 problem documents.",
         },
         "paths": paths,
-        "components": { "schemas": schemas() },
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
+            }
+        },
     })
 }
 
@@ -82,6 +104,38 @@ fn schemas() -> Value {
                     }
                 }
             }
+        },
+        "User": {
+            "type": "object",
+            "required": ["id", "username", "email", "role", "tier", "disabled", "created_at", "updated_at"],
+            "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "username": { "type": "string" },
+                "email": { "type": "string" },
+                "role": { "enum": ["admin", "manager", "user"] },
+                "tier": { "type": "string" },
+                "disabled": { "type": "boolean" },
+                "created_at": { "type": "string", "format": "date-time" },
+                "updated_at": { "type": "string", "format": "date-time" },
+                "scopes": { "type": "array", "items": { "type": "string" } }
+            }
+        },
+        "TokenPair": {
+            "type": "object",
+            "required": ["access_token", "refresh_token", "token_type", "expires_in", "scope"],
+            "properties": {
+                "access_token": { "type": "string" },
+                "refresh_token": { "type": "string" },
+                "token_type": { "const": "bearer" },
+                "expires_in": { "type": "integer" },
+                "scope": { "type": "string" }
+            }
+        },
+        "OAuthError": {
+            "type": "object",
+            "description": "RFC 6749 §5.2 error (token endpoint only).",
+            "required": ["error"],
+            "properties": { "error": { "type": "string" }, "error_description": { "type": "string" } }
         },
         "Health": {
             "type": "object",

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::hyper::Body;
 
+use crate::error::Error;
 use crate::store::StoreError;
 
 pub type Response = warp::http::Response<Body>;
@@ -17,12 +18,7 @@ pub type Response = warp::http::Response<Body>;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const JSON: &str = "application/json";
 
-/// One invalid field in a 422 answer.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use crate::error::FieldError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -30,6 +26,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("no route for this path")]
     NotFound,
+    /// A resource that does not exist or is not the caller's to see.
+    #[error("{0}")]
+    NotFound404(String),
     #[error("this path does not accept the method")]
     MethodNotAllowed,
     #[error("request body exceeds the limit of {limit} bytes")]
@@ -38,6 +37,30 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("request failed validation")]
     Validation(Vec<FieldError>),
+    /// 401. `presented`: a credential was sent but refused (RFC 6750 `invalid_token`).
+    #[error("{detail}")]
+    Unauthorized { presented: bool, detail: String },
+    /// 403; with `scope`, RFC 6750 `insufficient_scope`.
+    #[error("{detail}")]
+    Forbidden {
+        detail: String,
+        scope: Option<&'static str>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    /// The OAuth2 token endpoint's own error format (RFC 6749 §5.2).
+    #[error("{description}")]
+    OAuth {
+        status: u16,
+        error: &'static str,
+        description: String,
+        retry_after_secs: Option<u64>,
+    },
     #[error("{detail}")]
     Unavailable {
         detail: String,
@@ -50,6 +73,48 @@ pub enum ApiError {
 }
 
 impl warp::reject::Reject for ApiError {}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(errors) => ApiError::Validation(errors),
+            Error::NotFound(m) => ApiError::NotFound404(m),
+            Error::Conflict(m) => ApiError::Conflict(m),
+            Error::Unauthenticated { presented, detail } => ApiError::Unauthorized {
+                presented,
+                detail: detail.into(),
+            },
+            Error::InvalidCredentials => ApiError::Unauthorized {
+                presented: false,
+                detail: e.to_string(),
+            },
+            Error::MissingScope(scope) => ApiError::Forbidden {
+                detail: e.to_string(),
+                scope: Some(scope.as_str()),
+            },
+            Error::Forbidden(detail) => ApiError::Forbidden {
+                detail,
+                scope: None,
+            },
+            Error::InvalidScope(_) => ApiError::Forbidden {
+                detail: e.to_string(),
+                scope: None,
+            },
+            Error::Locked { retry_after } | Error::RateLimited { retry_after } => {
+                ApiError::TooManyRequests {
+                    detail: e.to_string(),
+                    retry_after_secs: retry_after.max(1),
+                }
+            }
+            Error::Overloaded { retry_after } => ApiError::Unavailable {
+                detail: e.to_string(),
+                retry_after_secs: retry_after.max(1),
+                extra: Map::new(),
+            },
+            Error::Store(e) => e.into(),
+        }
+    }
+}
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -71,7 +136,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotFound404(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::OAuth { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -83,6 +155,22 @@ impl ApiError {
 
     pub fn into_response(self) -> Response {
         let status = self.status();
+        if let ApiError::OAuth {
+            error,
+            description,
+            retry_after_secs,
+            ..
+        } = self
+        {
+            let body = json!({"error": error, "error_description": description});
+            let mut response = json_response(status, JSON, &body);
+            let h = response.headers_mut();
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            if let Some(secs) = retry_after_secs {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return response;
+        }
         let mut body = Map::new();
         body.insert("type".into(), json!("about:blank"));
         body.insert(
@@ -91,7 +179,7 @@ impl ApiError {
         );
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(self.to_string()));
-        let mut retry_after = None;
+        let mut headers: Vec<(header::HeaderName, HeaderValue)> = Vec::new();
         match self {
             ApiError::Validation(errors) => {
                 body.insert("errors".into(), json!(errors));
@@ -101,17 +189,36 @@ impl ApiError {
                 extra,
                 ..
             } => {
-                retry_after = Some(retry_after_secs);
+                headers.push((header::RETRY_AFTER, HeaderValue::from(retry_after_secs)));
                 body.extend(extra);
+            }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                headers.push((header::RETRY_AFTER, HeaderValue::from(retry_after_secs)));
+            }
+            ApiError::Unauthorized { presented, .. } => {
+                let value = if presented {
+                    r#"Bearer realm="mlapi", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="mlapi""#
+                };
+                headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static(value)));
+            }
+            ApiError::Forbidden {
+                scope: Some(scope), ..
+            } => {
+                let value =
+                    format!(r#"Bearer realm="mlapi", error="insufficient_scope", scope="{scope}""#);
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.push((header::WWW_AUTHENTICATE, v));
+                }
+                body.insert("scope".into(), json!(scope));
             }
             _ => {}
         }
         let mut response = json_response(status, PROBLEM_JSON, &Value::Object(body));
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        response.headers_mut().extend(headers);
         response
     }
 }

@@ -35,7 +35,10 @@ fn defaults_serve_health_and_ready_with_migrated_database() {
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["checks"]["database"]["ok"], true);
 
-    assert_eq!(query_i64(&setup.db(), "PRAGMA user_version"), 1);
+    assert_eq!(
+        query_i64(&setup.db(), "PRAGMA user_version"),
+        mlapi::store::SCHEMA_VERSION
+    );
     assert_eq!(
         query_i64(
             &setup.db(),

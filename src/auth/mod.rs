@@ -1,0 +1,483 @@
+//! Authentication: registration, password login with lockout, JWT sessions
+//! with rotating single-use refresh tokens, logout, and turning a presented
+//! credential into a `Principal` — in memory, without a SQLite read.
+//!
+//! Every refusal a caller can see is generic (no user enumeration by message
+//! or timing). Security events are audited in the transaction that records
+//! them. Never logs a password or a token.
+
+pub mod directory;
+pub mod passwords;
+pub mod scopes;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::audit::{self, Action, Actor};
+use crate::error::{Error, Result};
+use crate::store::{self, StoreError};
+use crate::users::{self, NewUser, User};
+use scopes::{Role, Scope, Scopes};
+use tokens::{Claims, TokenType};
+
+/// An authenticated caller: the account (as of the last directory refresh)
+/// and the scopes of the credential it presented.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: Arc<User>,
+    pub scopes: Scopes,
+    /// The access token's id and session, for logout.
+    pub token_id: String,
+    pub session_id: String,
+    pub expires_at: i64,
+}
+
+impl Principal {
+    /// 403 naming the scope unless the credential carries it.
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(Error::MissingScope(scope))
+        }
+    }
+}
+
+/// What a successful login or refresh returns (OAuth2 token response shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+/// Registration through the public API: always role `user`, default tier.
+pub async fn register(
+    app: &Arc<App>,
+    username: String,
+    email: String,
+    password: String,
+    actor: &Actor,
+) -> Result<User> {
+    if !app.config.auth.allow_registration {
+        return Err(Error::Forbidden(
+            "registration is disabled on this server; ask an operator for an account".into(),
+        ));
+    }
+    let new = NewUser {
+        username,
+        email,
+        password,
+        role: Role::User,
+        tier: None,
+    };
+    users::create(app, new, actor).await
+}
+
+/// Verifies a password login and opens a session. Locked usernames get
+/// `Locked` before any hashing; unknown usernames cost one dummy hash and
+/// count towards a lockout exactly like known ones.
+pub async fn login(
+    app: &Arc<App>,
+    username: &str,
+    password: String,
+    requested: Option<&str>,
+    actor: &Actor,
+) -> Result<TokenPair> {
+    let key = users::username_key(username);
+    let lockout = Lockout::from_config(app);
+    let key_for_lookup = key.clone();
+    let (locked, found) = app
+        .blocking(move |app| {
+            app.store.read(|c| {
+                let now = store::now();
+                Ok((
+                    lockout.locked_for(c, &key_for_lookup, now)?,
+                    users::find_for_login(c, &key_for_lookup)?,
+                ))
+            })
+        })
+        .await?;
+    if let Some(retry_after) = locked {
+        return Err(Error::Locked { retry_after });
+    }
+    let too_long = password.chars().count() > passwords::MAX_LEN;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let verified = if too_long {
+        false
+    } else {
+        app.hasher.verify(hash, password).await?
+    };
+    let user = match user {
+        Some(user) if verified && !user.disabled => user,
+        _ => return Err(record_failure(app, key, username, actor).await),
+    };
+
+    let allowed = user.role.scopes();
+    let scopes = match requested.map(str::trim).filter(|s| !s.is_empty()) {
+        None => allowed,
+        Some(text) => {
+            let asked = Scopes::parse(text).map_err(Error::InvalidScope)?;
+            if !asked.is_subset_of(allowed) {
+                let extra: Vec<_> = asked
+                    .iter()
+                    .filter(|s| !allowed.contains(*s))
+                    .map(Scope::as_str)
+                    .collect();
+                return Err(Error::InvalidScope(extra.join(" ")));
+            }
+            asked
+        }
+    };
+    let actor = actor.clone();
+    let pair = app
+        .blocking(move |app| {
+            app.store.write(|tx| {
+                tx.execute("DELETE FROM login_failures WHERE username_key = ?1", [&key])?;
+                let pair = open_session(app, tx, &user, scopes)?;
+                audit::record(
+                    tx,
+                    &actor,
+                    Action::AuthnLoginSuccess,
+                    Some(&user.username),
+                    true,
+                    None,
+                )?;
+                Ok(pair)
+            })
+        })
+        .await?;
+    Ok(pair)
+}
+
+/// Records a failed login (and the lock, when this failure starts one).
+async fn record_failure(app: &Arc<App>, key: String, username: &str, actor: &Actor) -> Error {
+    let lockout = Lockout::from_config(app);
+    let actor = actor.clone();
+    // Audit what was typed, bounded; control characters are escaped by the
+    // log formatters and stored verbatim as data.
+    let target: String = username.chars().take(64).collect();
+    let result = app
+        .blocking(move |app| {
+            app.store.write(|tx| {
+                let now = store::now();
+                tx.execute(
+                    "INSERT INTO login_failures (username_key, at) VALUES (?1, ?2)",
+                    params![key, now],
+                )?;
+                // Failures older than any window still matter are dropped here.
+                tx.execute(
+                    "DELETE FROM login_failures WHERE at < ?1",
+                    [now - (lockout.window + lockout.duration) as i64],
+                )?;
+                audit::record(
+                    tx,
+                    &actor,
+                    Action::AuthnLoginFail,
+                    Some(&target),
+                    false,
+                    None,
+                )?;
+                if lockout.locked_for(tx, &key, now)?.is_some() {
+                    let detail = format!("locked for {} s", lockout.duration);
+                    audit::record(
+                        tx,
+                        &actor,
+                        Action::AuthnLoginLock,
+                        Some(&target),
+                        false,
+                        Some(&detail),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    match result {
+        Ok(()) => Error::InvalidCredentials,
+        Err(e) => e.into(),
+    }
+}
+
+/// Failed-login accounting per username key, kept in SQLite so a restart
+/// cannot reset a lock.
+#[derive(Debug, Clone, Copy)]
+struct Lockout {
+    threshold: u32,
+    window: u64,
+    duration: u64,
+}
+
+impl Lockout {
+    fn from_config(app: &App) -> Self {
+        let a = &app.config.auth;
+        Lockout {
+            threshold: a.lockout_threshold,
+            window: a.lockout_window_secs,
+            duration: a.lockout_secs,
+        }
+    }
+
+    /// Seconds left on a lock: `threshold` failures within `window` seconds
+    /// of the latest one lock the name until `duration` after it.
+    fn locked_for(
+        &self,
+        c: &rusqlite::Connection,
+        key: &str,
+        now: i64,
+    ) -> std::result::Result<Option<u64>, StoreError> {
+        let latest: Option<i64> = c.query_row(
+            "SELECT max(at) FROM login_failures WHERE username_key = ?1",
+            [key],
+            |r| r.get(0),
+        )?;
+        let Some(latest) = latest else {
+            return Ok(None);
+        };
+        let until = latest + self.duration as i64;
+        if until <= now {
+            return Ok(None);
+        }
+        let recent: i64 = c.query_row(
+            "SELECT count(*) FROM login_failures WHERE username_key = ?1 AND at > ?2",
+            params![key, latest - self.window as i64],
+            |r| r.get(0),
+        )?;
+        Ok((recent >= i64::from(self.threshold)).then(|| (until - now) as u64))
+    }
+}
+
+/// Creates a session (refresh family) and its first token pair.
+fn open_session(
+    app: &App,
+    tx: &Transaction,
+    user: &User,
+    scopes: Scopes,
+) -> std::result::Result<TokenPair, StoreError> {
+    let now = store::now();
+    let session = uuid::Uuid::new_v4().to_string();
+    let rev = store::bump_version(tx)?;
+    tx.execute(
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, rev) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![session, user.id, now, now + app.config.auth.refresh_ttl_secs as i64, rev],
+    )?;
+    issue_pair(app, tx, user, scopes, &session, now)
+}
+
+/// Signs an access token and a refresh token (recorded as unused) for `session`.
+fn issue_pair(
+    app: &App,
+    tx: &Transaction,
+    user: &User,
+    scopes: Scopes,
+    session: &str,
+    now: i64,
+) -> std::result::Result<TokenPair, StoreError> {
+    let a = &app.config.auth;
+    let session_end: i64 = tx.query_row(
+        "SELECT expires_at FROM sessions WHERE id = ?1",
+        [session],
+        |r| r.get(0),
+    )?;
+    let claims = |typ, ttl: i64| Claims {
+        iss: a.issuer.clone(),
+        aud: a.audience.clone(),
+        sub: user.id.clone(),
+        exp: (now + ttl).min(session_end),
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: scopes.to_oauth(),
+        typ,
+        sid: session.to_string(),
+    };
+    let access = claims(TokenType::Access, a.access_ttl_secs as i64);
+    let refresh = claims(TokenType::Refresh, a.refresh_ttl_secs as i64);
+    tx.execute(
+        "INSERT INTO refresh_tokens (jti, session_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![refresh.jti, session, now, refresh.exp],
+    )?;
+    Ok(TokenPair {
+        access_token: app.tokens.issue(&access),
+        refresh_token: app.tokens.issue(&refresh),
+        token_type: "bearer",
+        expires_in: (access.exp - now).max(0) as u64,
+        scope: access.scope.clone(),
+    })
+}
+
+/// Why a refresh was refused (all look the same to the client).
+enum RefreshOutcome {
+    Issued(TokenPair),
+    Refused,
+    /// A used token came back: the whole family is now revoked.
+    Reused,
+}
+
+/// Rotates a refresh token: single use; a second use revokes the session
+/// (reuse detection, RFC 9700 §4.14) and fails. The session's absolute
+/// lifetime is never extended.
+pub async fn refresh(app: &Arc<App>, token: &str, actor: &Actor) -> Result<TokenPair> {
+    let Some(claims) = app.tokens.verify(token, TokenType::Refresh) else {
+        return Err(Error::Unauthenticated {
+            presented: true,
+            detail: "the refresh token is invalid or expired",
+        });
+    };
+    let actor = actor.clone();
+    let outcome = app
+        .blocking(move |app| {
+            app.store.write(|tx| {
+                let now = store::now();
+                let row: Option<(Option<i64>, Option<i64>, i64)> = tx
+                    .query_row(
+                        "SELECT t.used_at, s.revoked_at, s.expires_at
+                         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+                         WHERE t.jti = ?1 AND s.id = ?2 AND s.user_id = ?3",
+                        params![claims.jti, claims.sid, claims.sub],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?;
+                let Some((used_at, revoked_at, session_end)) = row else {
+                    return Ok(RefreshOutcome::Refused);
+                };
+                if revoked_at.is_some() || session_end <= now {
+                    return Ok(RefreshOutcome::Refused);
+                }
+                let user = users::get(tx, &claims.sub)?;
+                if used_at.is_some() {
+                    revoke_session(tx, &claims.sid, "reuse", now)?;
+                    let target = user.as_ref().map(|u| u.username.as_str());
+                    audit::record(
+                        tx,
+                        &actor,
+                        Action::AuthnTokenReuse,
+                        target,
+                        false,
+                        Some("session revoked"),
+                    )?;
+                    return Ok(RefreshOutcome::Reused);
+                }
+                let Some(user) = user.filter(|u| !u.disabled && claims.iat >= u.tokens_valid_after)
+                else {
+                    return Ok(RefreshOutcome::Refused);
+                };
+                tx.execute(
+                    "UPDATE refresh_tokens SET used_at = ?2 WHERE jti = ?1",
+                    params![claims.jti, now],
+                )?;
+                // Scopes never outgrow the owner's current role.
+                let scopes = Scopes::parse(&claims.scope)
+                    .unwrap_or_default()
+                    .intersect(user.role.scopes());
+                Ok(RefreshOutcome::Issued(issue_pair(
+                    app,
+                    tx,
+                    &user,
+                    scopes,
+                    &claims.sid,
+                    now,
+                )?))
+            })
+        })
+        .await?;
+    match outcome {
+        RefreshOutcome::Issued(pair) => Ok(pair),
+        RefreshOutcome::Reused => {
+            app.refresh_directory().await;
+            Err(Error::Unauthenticated {
+                presented: true,
+                detail: "the refresh token was already used; the session has been revoked",
+            })
+        }
+        RefreshOutcome::Refused => Err(Error::Unauthenticated {
+            presented: true,
+            detail: "the refresh token is invalid or expired",
+        }),
+    }
+}
+
+fn revoke_session(
+    tx: &Transaction,
+    session: &str,
+    reason: &str,
+    now: i64,
+) -> std::result::Result<(), StoreError> {
+    let rev = store::bump_version(tx)?;
+    tx.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3, rev = ?4 WHERE id = ?1 AND revoked_at IS NULL",
+        params![session, now, reason, rev],
+    )?;
+    Ok(())
+}
+
+/// Ends the caller's session: its access token (by `jti`) and its refresh
+/// family stop working at once.
+pub async fn logout(app: &Arc<App>, principal: &Principal, actor: &Actor) -> Result<()> {
+    let p = principal.clone();
+    let actor = actor.clone();
+    app.blocking(move |app| {
+        app.store.write(|tx| {
+            let now = store::now();
+            revoke_session(tx, &p.session_id, "logout", now)?;
+            let rev = store::bump_version(tx)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at, rev) VALUES (?1, ?2, ?3)",
+                params![p.token_id, p.expires_at, rev],
+            )?;
+            audit::record(
+                tx,
+                &actor,
+                Action::AuthnLogout,
+                Some(&p.user.username),
+                true,
+                None,
+            )
+        })
+    })
+    .await?;
+    app.refresh_directory().await;
+    Ok(())
+}
+
+/// Turns a bearer credential into a principal using only memory: signature
+/// and claims, then the in-memory directory for revocation, disabled
+/// accounts, and the owner's current role.
+pub fn authenticate(app: &App, token: &str) -> Result<Principal> {
+    let invalid = Error::Unauthenticated {
+        presented: true,
+        detail: "the access token is invalid, expired or revoked",
+    };
+    let claims = app.tokens.verify(token, TokenType::Access).ok_or(invalid)?;
+    let invalid = || Error::Unauthenticated {
+        presented: true,
+        detail: "the access token is invalid, expired or revoked",
+    };
+    let user = app.directory.user(&claims.sub).ok_or_else(invalid)?;
+    if user.disabled
+        || claims.iat < user.tokens_valid_after
+        || app.directory.is_revoked(&claims.jti, &claims.sid)
+    {
+        return Err(invalid());
+    }
+    // A demoted user's existing tokens lose what the new role lacks at once.
+    let scopes = Scopes::parse(&claims.scope)
+        .unwrap_or_default()
+        .intersect(user.role.scopes());
+    Ok(Principal {
+        user,
+        scopes,
+        token_id: claims.jti,
+        session_id: claims.sid,
+        expires_at: claims.exp,
+    })
+}

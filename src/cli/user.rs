@@ -1,0 +1,259 @@
+//! `mlapi user …` and `mlapi audit`: thin adapters over `users` and `audit`.
+
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use super::output::{self, Output};
+use super::CliError;
+use crate::app::App;
+use crate::audit::{self, Action, Actor};
+use crate::auth::scopes::Role;
+use crate::users::{self, Change, NewUser, User};
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password comes from a hidden prompt on a
+    /// terminal, or from stdin with --password-stdin.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum, default_value_t = Role::User)]
+        role: Role,
+        /// Rate-limit tier (default: auth.default_tier).
+        #[arg(long)]
+        tier: Option<String>,
+        /// Read the password from stdin (one line) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show one account (by username or id).
+    Show { user: String },
+    /// Disable an account: its tokens and keys stop working within a second.
+    Disable {
+        user: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-enable a disabled account.
+    Enable { user: String },
+    /// Change an account's role (its live tokens lose scopes the new role lacks).
+    SetRole {
+        user: String,
+        #[arg(value_enum)]
+        role: Role,
+    },
+    /// Set a new password; ends all of the account's sessions.
+    Passwd {
+        user: String,
+        /// Read the password from stdin (one line) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+pub async fn run(app: &Arc<App>, command: UserCommand, out: &Output) -> Result<(), CliError> {
+    let actor = Actor::cli();
+    match command {
+        UserCommand::Add {
+            username,
+            email,
+            role,
+            tier,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            let new = NewUser {
+                username,
+                email,
+                password,
+                role,
+                tier,
+            };
+            let user = users::create(app, new, &actor).await?;
+            print_user(&user, out, true)
+        }
+        UserCommand::List { limit, offset } => {
+            let list = users::list(app, limit, offset).await?;
+            out.emit(
+                || {
+                    let rows = list.iter().map(row).collect();
+                    output::table(
+                        &[
+                            "USERNAME", "EMAIL", "ROLE", "TIER", "STATUS", "CREATED", "ID",
+                        ],
+                        rows,
+                    )
+                },
+                || &list,
+            )
+        }
+        UserCommand::Show { user } => print_user(&users::show(app, &user).await?, out, false),
+        UserCommand::Disable { user, yes } => {
+            let target = users::show(app, &user).await?;
+            if !yes
+                && !super::confirm(&format!(
+                    "Disable {}? Their tokens stop working at once.",
+                    target.username
+                ))?
+            {
+                return Err(CliError::Failed("not confirmed; nothing changed".into()));
+            }
+            let user = users::update(app, &target.id, Change::Disabled(true), &actor).await?;
+            print_user(&user, out, false)
+        }
+        UserCommand::Enable { user } => print_user(
+            &users::update(app, &user, Change::Disabled(false), &actor).await?,
+            out,
+            false,
+        ),
+        UserCommand::SetRole { user, role } => print_user(
+            &users::update(app, &user, Change::Role(role), &actor).await?,
+            out,
+            false,
+        ),
+        UserCommand::Passwd {
+            user,
+            password_stdin,
+        } => {
+            let target = users::show(app, &user).await?;
+            let password = read_password(password_stdin)?;
+            let user = users::set_password(app, &target.id, password, &actor).await?;
+            print_user(&user, out, false)
+        }
+    }
+}
+
+fn row(u: &User) -> Vec<String> {
+    vec![
+        u.username.clone(),
+        u.email.clone(),
+        u.role.to_string(),
+        u.tier.clone(),
+        if u.disabled { "disabled" } else { "active" }.into(),
+        rfc3339(u.created_at),
+        u.id.clone(),
+    ]
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Prints one user; with `--quiet`, only its id when `id_when_quiet`.
+fn print_user(user: &User, out: &Output, id_when_quiet: bool) -> Result<(), CliError> {
+    if out.quiet && out.format == output::Format::Table {
+        if id_when_quiet {
+            println!("{}", user.id);
+        }
+        return Ok(());
+    }
+    out.emit(
+        || {
+            let fields = [
+                "USERNAME", "EMAIL", "ROLE", "TIER", "STATUS", "CREATED", "ID",
+            ];
+            let rows = fields
+                .iter()
+                .zip(row(user))
+                .map(|(k, v)| vec![k.to_lowercase(), v])
+                .collect();
+            output::table(&["FIELD", "VALUE"], rows)
+        },
+        || user,
+    )
+}
+
+/// The new password: from stdin with `--password-stdin`, else a hidden
+/// prompt with confirmation on a terminal. Never prompts without one.
+fn read_password(from_stdin: bool) -> Result<String, CliError> {
+    if from_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Failed(format!("cannot read the password from stdin: {e}")))?;
+        let password = text.strip_suffix('\n').unwrap_or(&text);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(CliError::Usage("no password on stdin".into()));
+        }
+        return Ok(password.to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(
+            "stdin is not a terminal: pipe the password and pass --password-stdin".into(),
+        ));
+    }
+    dialoguer::Password::new()
+        .with_prompt("Password")
+        .with_confirmation("Repeat password", "the passwords do not match")
+        .interact()
+        .map_err(|e| CliError::Failed(format!("cannot read the password: {e}")))
+}
+
+/// `mlapi audit`: the security event log, newest first.
+pub async fn audit_log(
+    app: &Arc<App>,
+    since: Option<String>,
+    user: Option<String>,
+    action: Option<String>,
+    limit: u32,
+    out: &Output,
+) -> Result<(), CliError> {
+    if let Some(a) = &action {
+        if !Action::ALL.iter().any(|x| x.as_str() == a) {
+            let names: Vec<_> = Action::ALL.iter().map(|x| x.as_str()).collect();
+            return Err(CliError::Usage(format!(
+                "unknown action {a:?}; actions: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    let since = since.as_deref().map(super::parse_since).transpose()?;
+    let query = audit::Query {
+        since,
+        user,
+        action,
+        limit,
+    };
+    let rows = app
+        .blocking(move |app| app.store.read(|c| audit::query(c, &query)))
+        .await?;
+    out.emit(
+        || {
+            let table_rows = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.at.clone(),
+                        r.actor.clone(),
+                        r.action.clone(),
+                        r.target.clone().unwrap_or_default(),
+                        r.outcome.clone(),
+                        r.client_ip.clone().unwrap_or_default(),
+                        r.detail.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "AT (UTC)", "ACTOR", "ACTION", "TARGET", "OUTCOME", "CLIENT", "DETAIL",
+                ],
+                table_rows,
+            )
+        },
+        || &rows,
+    )
+}
