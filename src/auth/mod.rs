@@ -138,6 +138,9 @@ pub async fn login(
             asked
         }
     };
+    // A user the CLI created or changed a moment ago may not have reached
+    // this daemon's directory yet; the token must work on its first use.
+    let current = app.directory.user(&user.id).map(|u| u.updated_at) == Some(user.updated_at);
     let actor = actor.clone();
     let pair = app
         .blocking(move |app| {
@@ -156,6 +159,9 @@ pub async fn login(
             })
         })
         .await?;
+    if !current {
+        app.refresh_directory().await;
+    }
     Ok(pair)
 }
 

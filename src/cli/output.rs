@@ -44,16 +44,19 @@ impl Output {
     }
 }
 
-/// A table that fits the terminal (or 100 columns when piped).
+/// A table that fits the terminal; piped, cells are never wrapped, so each
+/// row stays on one line for grep.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut table = Table::new();
+    let arrangement = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        ContentArrangement::Dynamic
+    } else {
+        ContentArrangement::Disabled
+    };
     table
         .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_content_arrangement(arrangement)
         .set_header(headers.iter().copied());
-    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        table.set_width(100);
-    }
     for row in rows {
         table.add_row(row);
     }

@@ -7,5 +7,6 @@ mod harness;
 mod cli;
 mod generated;
 mod http;
+mod identity;
 mod lifecycle;
 mod store;
