@@ -14,6 +14,7 @@ use crate::auth::directory::Directory;
 use crate::auth::passwords::Hasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{self, Config, CorsConfig, Overrides};
+use crate::keys::{Pepper, Usage};
 use crate::ratelimit::{Limiter, Quota};
 use crate::secrets::SecretError;
 use crate::store::{Store, StoreError};
@@ -29,6 +30,9 @@ pub struct App {
     redis: Option<redis::Client>,
     pub hasher: Arc<Hasher>,
     pub tokens: TokenKeys,
+    pub pepper: Pepper,
+    /// API-key usage counted in memory, flushed in batches.
+    pub usage: Usage,
     /// Accounts and revocations in memory; see `auth::directory`.
     pub directory: Directory,
     /// Per-client-IP limit on unauthenticated routes (login, register, token).
@@ -71,6 +75,7 @@ impl App {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
         let tokens = TokenKeys::load(&config.auth, state_dir)?;
+        let pepper = Pepper::load(state_dir)?;
         let directory = Directory::default();
         directory.refresh(&store)?;
         // The URL was validated with the config; opening a client does no I/O.
@@ -88,6 +93,8 @@ impl App {
             redis,
             hasher,
             tokens,
+            pepper,
+            usage: Usage::default(),
             directory,
             anonymous_limiter,
             started: Instant::now(),

@@ -27,10 +27,13 @@ pub enum Action {
     UserTierChange,
     UserDisable,
     UserEnable,
+    KeyCreate,
+    KeyRotate,
+    KeyRevoke,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 17] = [
         Action::SysStartup,
         Action::SysShutdown,
         Action::UserCreate,
@@ -45,6 +48,9 @@ impl Action {
         Action::UserTierChange,
         Action::UserDisable,
         Action::UserEnable,
+        Action::KeyCreate,
+        Action::KeyRotate,
+        Action::KeyRevoke,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +69,9 @@ impl Action {
             Action::UserTierChange => "user_tier_change",
             Action::UserDisable => "user_disable",
             Action::UserEnable => "user_enable",
+            Action::KeyCreate => "apikey_create",
+            Action::KeyRotate => "apikey_rotate",
+            Action::KeyRevoke => "apikey_revoke",
         }
     }
 }

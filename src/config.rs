@@ -126,6 +126,10 @@ pub struct AuthConfig {
     pub argon2_parallelism: u32,
     /// Password hashes computed at once (each holds argon2_memory_kib).
     pub max_concurrent_hashes: u32,
+    /// Active API keys one user may hold.
+    pub max_keys_per_user: u32,
+    /// How often API-key usage counts are written to the database.
+    pub key_usage_flush_secs: u64,
     /// Failed logins for one username within the window that lock it.
     pub lockout_threshold: u32,
     pub lockout_window_secs: u64,
@@ -148,6 +152,8 @@ impl Default for AuthConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            max_keys_per_user: 5,
+            key_usage_flush_secs: 5,
             lockout_threshold: 5,
             lockout_window_secs: 900,
             lockout_secs: 900,
@@ -541,6 +547,12 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             "auth.max_concurrent_hashes",
             "must be between 1 and 256".into(),
         ));
+    }
+    if a.max_keys_per_user == 0 || a.max_keys_per_user > 1000 {
+        return Err(("auth.max_keys_per_user", "must be between 1 and 1000".into()));
+    }
+    if !(1..=3600).contains(&a.key_usage_flush_secs) {
+        return Err(("auth.key_usage_flush_secs", "must be between 1 and 3600".into()));
     }
     if a.lockout_threshold == 0 {
         return Err(("auth.lockout_threshold", "must be at least 1".into()));

@@ -104,6 +104,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     .await?;
     tokio::spawn(reload_on_hangup(Arc::clone(&app), hangup));
     tokio::spawn(watch_state(Arc::clone(&app)));
+    tokio::spawn(flush_usage_periodically(Arc::clone(&app)));
 
     tracing::info!(database = %app.store.path().display(), "mlapi {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -119,11 +120,17 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         }
     }
 
-    app.blocking(|app| {
-        app.store
-            .write(|tx| audit::record(tx, &Actor::system(), Action::SysShutdown, None, true, None))
-    })
-    .await?;
+    // Nothing counted may be lost: write the last usage, then the audit row.
+    // Failures here are logged, not fatal: the drain already succeeded.
+    let closing = app
+        .blocking(|app| {
+            app.usage.flush(&app.store)?;
+            app.store.write(|tx| audit::record(tx, &Actor::system(), Action::SysShutdown, None, true, None))
+        })
+        .await;
+    if let Err(e) = closing {
+        tracing::error!(error = %e, "could not record usage or the shutdown event");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -139,6 +146,18 @@ async fn watch_state(app: Arc<App>) {
     loop {
         tick.tick().await;
         app.refresh_directory().await;
+    }
+}
+
+/// Writes API-key usage counted in memory every `auth.key_usage_flush_secs`.
+async fn flush_usage_periodically(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(app.config.auth.key_usage_flush_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.blocking(|app| app.usage.flush(&app.store)).await {
+            tracing::warn!(error = %e, "could not write API-key usage; keeping it for the next try");
+        }
     }
 }
 

@@ -22,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_identity.sql",
         include_str!("../migrations/0002_identity.sql"),
     ),
+    (
+        "0003_api_keys.sql",
+        include_str!("../migrations/0003_api_keys.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::params;
 
+use crate::auth::scopes::Scopes;
+use crate::keys::KeyEntry;
 use crate::store::{self, Store, StoreError};
 use crate::users::{self, User};
 
@@ -22,6 +24,8 @@ struct Snapshot {
     revoked_jtis: HashMap<String, i64>,
     /// Revoked sessions (refresh families) → their expiry.
     revoked_sessions: HashMap<String, i64>,
+    /// Usable API keys by their digest. Revoked and expired keys are absent.
+    keys: HashMap<[u8; 32], Arc<KeyEntry>>,
 }
 
 #[derive(Default)]
@@ -43,6 +47,10 @@ impl Directory {
     pub fn is_revoked(&self, jti: &str, session: &str) -> bool {
         let s = self.snapshot.read().expect("directory lock");
         s.revoked_jtis.contains_key(jti) || s.revoked_sessions.contains_key(session)
+    }
+
+    pub fn api_key(&self, digest: &[u8; 32]) -> Option<Arc<KeyEntry>> {
+        self.snapshot.read().expect("directory lock").keys.get(digest).cloned()
     }
 
     pub fn version(&self) -> i64 {
@@ -82,10 +90,28 @@ impl Directory {
                 let rows = stmt.query_map(params![since, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<Vec<(String, i64)>>>()?
             };
+            let keys = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, user_id, digest, scopes, expires_at, revoked_at FROM api_keys WHERE rev > ?1",
+                )?;
+                let rows = stmt.query_map([since], |r| {
+                    let digest: Vec<u8> = r.get(2)?;
+                    let scopes: String = r.get(3)?;
+                    let revoked: Option<i64> = r.get(5)?;
+                    let entry = KeyEntry {
+                        id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        scopes: Scopes::parse(&scopes).unwrap_or_default(),
+                        expires_at: r.get(4)?,
+                    };
+                    Ok((digest, entry, revoked.is_some()))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
             tx.finish()?;
-            Ok(Some((version, users, jtis, sessions)))
+            Ok(Some((version, users, jtis, sessions, keys)))
         })?;
-        let Some((version, users, jtis, sessions)) = changes else {
+        let Some((version, users, jtis, sessions, keys)) = changes else {
             return Ok(());
         };
         let now = store::now();
@@ -93,6 +119,17 @@ impl Directory {
         for user in users {
             s.users.insert(user.id.clone(), Arc::new(user));
         }
+        for (digest, entry, revoked) in keys {
+            let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) else {
+                continue;
+            };
+            if revoked {
+                s.keys.remove(&digest);
+            } else {
+                s.keys.insert(digest, Arc::new(entry));
+            }
+        }
+        s.keys.retain(|_, k| k.expires_at.is_none_or(|e| e > now));
         s.revoked_jtis.extend(jtis);
         s.revoked_sessions.extend(sessions);
         s.revoked_jtis.retain(|_, exp| *exp > now);

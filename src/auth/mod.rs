@@ -30,10 +30,19 @@ use tokens::{Claims, TokenType};
 pub struct Principal {
     pub user: Arc<User>,
     pub scopes: Scopes,
-    /// The access token's id and session, for logout.
-    pub token_id: String,
-    pub session_id: String,
-    pub expires_at: i64,
+    pub credential: Credential,
+}
+
+/// What the caller presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A JWT access token: its id, session and expiry, for logout.
+    Session {
+        token_id: String,
+        session_id: String,
+        expires_at: i64,
+    },
+    ApiKey { key_id: String },
 }
 
 impl Principal {
@@ -429,25 +438,28 @@ fn revoke_session(
 /// Ends the caller's session: its access token (by `jti`) and its refresh
 /// family stop working at once.
 pub async fn logout(app: &Arc<App>, principal: &Principal, actor: &Actor) -> Result<()> {
-    let p = principal.clone();
+    let Credential::Session {
+        token_id,
+        session_id,
+        expires_at,
+    } = principal.credential.clone()
+    else {
+        return Err(Error::Forbidden(
+            "an API key has no session to end; revoke the key instead".into(),
+        ));
+    };
+    let username = principal.user.username.clone();
     let actor = actor.clone();
     app.blocking(move |app| {
         app.store.write(|tx| {
             let now = store::now();
-            revoke_session(tx, &p.session_id, "logout", now)?;
+            revoke_session(tx, &session_id, "logout", now)?;
             let rev = store::bump_version(tx)?;
             tx.execute(
                 "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at, rev) VALUES (?1, ?2, ?3)",
-                params![p.token_id, p.expires_at, rev],
+                params![token_id, expires_at, rev],
             )?;
-            audit::record(
-                tx,
-                &actor,
-                Action::AuthnLogout,
-                Some(&p.user.username),
-                true,
-                None,
-            )
+            audit::record(tx, &actor, Action::AuthnLogout, Some(&username), true, None)
         })
     })
     .await?;
@@ -455,10 +467,52 @@ pub async fn logout(app: &Arc<App>, principal: &Principal, actor: &Actor) -> Res
     Ok(())
 }
 
-/// Turns a bearer credential into a principal using only memory: signature
-/// and claims, then the in-memory directory for revocation, disabled
-/// accounts, and the owner's current role.
-pub fn authenticate(app: &App, token: &str) -> Result<Principal> {
+/// Turns a presented credential (a JWT or an `sk_live_` key) into a
+/// principal using only memory.
+pub fn authenticate(app: &App, credential: &str) -> Result<Principal> {
+    if credential.starts_with(crate::keys::PREFIX) {
+        authenticate_key(app, credential)
+    } else {
+        authenticate_token(app, credential)
+    }
+}
+
+/// An API key: shape and checksum first (no lookup for junk), then the
+/// peppered digest in the in-memory index, expiry, and the owner's state.
+/// Every refusal is the same message, so there is no oracle.
+fn authenticate_key(app: &App, presented: &str) -> Result<Principal> {
+    let refused = || Error::Unauthenticated {
+        presented: true,
+        detail: "the API key is invalid, expired or revoked",
+    };
+    if !crate::keys::well_formed(presented) {
+        return Err(refused());
+    }
+    let key = app
+        .directory
+        .api_key(&app.pepper.digest(presented))
+        .ok_or_else(refused)?;
+    if key.expires_at.is_some_and(|e| e <= store::now()) {
+        return Err(refused());
+    }
+    let user = app
+        .directory
+        .user(&key.user_id)
+        .filter(|u| !u.disabled)
+        .ok_or_else(refused)?;
+    app.usage.record(&key.id);
+    Ok(Principal {
+        scopes: key.scopes.intersect(user.role.scopes()),
+        user,
+        credential: Credential::ApiKey {
+            key_id: key.id.clone(),
+        },
+    })
+}
+
+/// A JWT access token: signature and claims, then the in-memory directory for
+/// revocation, disabled accounts, and the owner's current role.
+fn authenticate_token(app: &App, token: &str) -> Result<Principal> {
     let invalid = Error::Unauthenticated {
         presented: true,
         detail: "the access token is invalid, expired or revoked",
@@ -482,8 +536,10 @@ pub fn authenticate(app: &App, token: &str) -> Result<Principal> {
     Ok(Principal {
         user,
         scopes,
-        token_id: claims.jti,
-        session_id: claims.sid,
-        expires_at: claims.exp,
+        credential: Credential::Session {
+            token_id: claims.jti,
+            session_id: claims.sid,
+            expires_at: claims.exp,
+        },
     })
 }

@@ -5,6 +5,7 @@
 //! Errors become `CliError`, whose one mapping to exit codes is `exit_code`.
 //! Commands never prompt when stdin is not a terminal.
 
+pub mod key;
 pub mod output;
 pub mod user;
 
@@ -66,6 +67,9 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Show the security event log, newest first.
     Audit {
         /// Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant.
@@ -216,6 +220,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(command) => {
             let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
             runtime.block_on(user::run(&app, command, &out))
+        }
+        Command::Key(command) => {
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
+            runtime.block_on(key::run(&app, command, &out))
         }
         Command::Audit {
             since,

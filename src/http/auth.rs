@@ -18,7 +18,8 @@ use super::problem::{json_response, ApiError, Response, JSON};
 use crate::app::App;
 use crate::audit::{self, Action, Actor};
 use crate::auth::scopes::{Role, Scope};
-use crate::auth::{self, Principal, TokenPair};
+use crate::auth::{self, Credential, Principal, TokenPair};
+use crate::keys;
 use crate::error::Error;
 use crate::users::{self, Change, User};
 
@@ -47,31 +48,42 @@ fn actor(name: &str, ctx: &RequestContext) -> Actor {
     }
 }
 
-/// The authenticated caller, from `Authorization: Bearer <token>`; 401 otherwise.
-/// Tokens in the query string are never accepted (RFC 6750 §2.3).
-pub fn principal(
-    app: &Arc<App>,
-) -> impl Filter<Extract = (Principal,), Error = warp::Rejection> + Clone {
+/// The authenticated caller, from `X-API-Key: sk_live_…` or
+/// `Authorization: Bearer <JWT or sk_live_ key>`; 401 otherwise. Credentials
+/// in the query string are never accepted (RFC 6750 §2.3).
+pub fn principal(app: &Arc<App>) -> impl Filter<Extract = (Principal,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("x-api-key"))
         .and(with_app(app))
-        .and_then(|header: Option<String>, app: Arc<App>| async move {
-            let token = match header.as_deref().and_then(|h| h.split_once(' ')) {
-                Some((scheme, token))
-                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-                {
-                    token.trim().to_string()
-                }
+        .and_then(|header: Option<String>, api_key: Option<String>, app: Arc<App>| async move {
+            let bearer = header.as_deref().and_then(|h| h.split_once(' ')).and_then(|(scheme, token)| {
+                (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_string())
+            });
+            let credential = match (api_key.map(|k| k.trim().to_string()), bearer) {
+                (Some(key), _) if !key.is_empty() => key,
+                (_, Some(token)) => token,
                 _ => {
                     return Err(warp::reject::custom(ApiError::Unauthorized {
                         presented: false,
-                        detail:
-                            "authentication required: send Authorization: Bearer <access token>"
-                                .into(),
+                        detail: "authentication required: send Authorization: Bearer <access token> or X-API-Key: <key>"
+                            .into(),
                     }))
                 }
             };
-            auth::authenticate(&app, &token).map_err(|e| warp::reject::custom(ApiError::from(e)))
+            auth::authenticate(&app, &credential).map_err(|e| warp::reject::custom(ApiError::from(e)))
         })
+}
+
+/// Account routes (key management, logout) need a user session: an API key
+/// cannot mint, rotate or revoke keys (catalog K7, K8).
+fn require_session(p: &Principal) -> Result<(), ApiError> {
+    match p.credential {
+        Credential::Session { .. } => Ok(()),
+        Credential::ApiKey { .. } => Err(ApiError::Forbidden {
+            detail: "this route needs a signed-in user (a bearer access token), not an API key".into(),
+            scope: None,
+        }),
+    }
 }
 
 /// Checks a scope, auditing a refusal (`authz_fail`).
@@ -183,6 +195,24 @@ struct UserPatch {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NewKeyRequest {
+    name: String,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    /// RFC 3339 instant.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Page {
     #[serde(default)]
     limit: Option<u32>,
@@ -287,9 +317,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
                 reply(
                     async {
                         auth::logout(&app, &p, &actor(&p.user.username, &ctx)).await?;
-                        let mut response = Response::new(warp::hyper::Body::empty());
-                        *response.status_mut() = StatusCode::NO_CONTENT;
-                        Ok(response)
+                        Ok(no_content())
                     }
                     .await,
                 )
@@ -356,7 +384,11 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
             },
         );
 
+    let key_routes = key_routes(app);
+
     register
+        .or(key_routes)
+        .unify()
         .or(login)
         .unify()
         .or(token)
@@ -374,6 +406,150 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         .or(admin_patch)
         .unify()
         .boxed()
+}
+
+fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
+    let max = app.config.server.max_body_bytes;
+    let create = warp::path!("api" / "v1" / "auth" / "api-keys")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .and(body::json::<NewKeyRequest>(max))
+        .then(|app: Arc<App>, ctx: RequestContext, p: Principal, req: NewKeyRequest| async move {
+            reply(create_key(&app, &ctx, &p, req).await)
+        });
+
+    let list = warp::path!("api" / "v1" / "auth" / "api-keys")
+        .and(warp::get())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .then(|app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+            reply(async {
+                require_session(&p)?;
+                authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
+                let list = keys::list(&app, Some(&p.user.id)).await?;
+                Ok(json_response(StatusCode::OK, JSON, &json!({ "keys": list })))
+            }
+            .await)
+        });
+
+    let revoke = warp::path!("api" / "v1" / "auth" / "api-keys" / String)
+        .and(warp::delete())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .then(|id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+            reply(async {
+                require_session(&p)?;
+                authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
+                keys::revoke(&app, &id, Some(&p.user.id), &actor(&p.user.username, &ctx)).await?;
+                Ok(no_content())
+            }
+            .await)
+        });
+
+    let rotate = warp::path!("api" / "v1" / "auth" / "api-keys" / String / "rotate")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .and(optional_json::<RotateRequest>(max))
+        .then(|id: String, app: Arc<App>, ctx: RequestContext, p: Principal, req: RotateRequest| async move {
+            reply(async {
+                require_session(&p)?;
+                authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
+                let grace = req.grace_seconds.unwrap_or(0);
+                let key = keys::rotate(&app, &id, Some(&p.user.id), grace, &actor(&p.user.username, &ctx)).await?;
+                Ok(json_response(StatusCode::CREATED, JSON, &key))
+            }
+            .await)
+        });
+
+    let admin_revoke = warp::path!("api" / "v1" / "admin" / "api-keys" / String)
+        .and(warp::delete())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .then(|id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+            reply(async {
+                authorize(&app, &p, Scope::Admin, &ctx).await?;
+                keys::revoke(&app, &id, None, &actor(&p.user.username, &ctx)).await?;
+                Ok(no_content())
+            }
+            .await)
+        });
+
+    create
+        .or(list)
+        .unify()
+        .or(revoke)
+        .unify()
+        .or(rotate)
+        .unify()
+        .or(admin_revoke)
+        .unify()
+        .boxed()
+}
+
+fn no_content() -> Response {
+    let mut response = Response::new(warp::hyper::Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// A JSON body that may be absent (no body, or `Content-Length: 0`).
+fn optional_json<T>(max: u64) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone
+where
+    T: serde::de::DeserializeOwned + Default + Send,
+{
+    let empty = warp::header::optional::<u64>("content-length")
+        .and(warp::header::optional::<String>("transfer-encoding"))
+        .and_then(|len: Option<u64>, te: Option<String>| async move {
+            if te.is_none() && len.unwrap_or(0) == 0 {
+                Ok(T::default())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        });
+    empty.or(body::json::<T>(max)).unify()
+}
+
+async fn create_key(app: &Arc<App>, ctx: &RequestContext, p: &Principal, req: NewKeyRequest) -> Result<Response, ApiError> {
+    require_session(p)?;
+    authorize(app, p, Scope::KeysWrite, ctx).await?;
+    let mut errors = Vec::new();
+    let scopes = match req.scopes {
+        None => None,
+        Some(names) => match auth::scopes::Scopes::parse(&names.join(" ")) {
+            Ok(scopes) => Some(scopes),
+            Err(e) => {
+                errors.push(crate::error::FieldError::new("scopes", e));
+                None
+            }
+        },
+    };
+    let expires_at = match req.expires_at.as_deref() {
+        None => None,
+        Some(text) => match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => Some(t.unix_timestamp()),
+            Err(_) => {
+                errors.push(crate::error::FieldError::new(
+                    "expires_at",
+                    "must be an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z",
+                ));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let actor = actor(&p.user.username, ctx);
+    // A key never carries more than the session that minted it.
+    let key = keys::create(app, &p.user.id, &req.name, scopes, expires_at, Some(p.scopes), &actor).await?;
+    Ok(json_response(StatusCode::CREATED, JSON, &key))
 }
 
 async fn admin_patch(

@@ -60,7 +60,7 @@ pub fn document() -> Value {
                 "register" | "login" | "token" | "refresh"
             )
         {
-            operation["security"] = json!([{"bearer": []}]);
+            operation["security"] = json!([{"bearer": []}, {"apiKey": []}]);
         }
         let item = paths
             .entry(route.path.to_string())
@@ -78,7 +78,8 @@ pub fn document() -> Value {
         "components": {
             "schemas": schemas(),
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT or sk_live_ API key" },
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
             }
         },
     })
@@ -129,6 +130,21 @@ fn schemas() -> Value {
                 "token_type": { "const": "bearer" },
                 "expires_in": { "type": "integer" },
                 "scope": { "type": "string" }
+            }
+        },
+        "CreatedKey": {
+            "type": "object",
+            "description": "A new API key. `api_key` appears in this answer only.",
+            "required": ["id", "api_key", "prefix", "name", "scopes", "created_at"],
+            "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "api_key": { "type": "string", "pattern": "^sk_live_[0-9A-Za-z]{38}$" },
+                "prefix": { "type": "string" },
+                "name": { "type": "string" },
+                "scopes": { "type": "array", "items": { "type": "string" } },
+                "created_at": { "type": "string", "format": "date-time" },
+                "expires_at": { "type": ["string", "null"], "format": "date-time" },
+                "rotated_from": { "type": ["string", "null"] }
             }
         },
         "OAuthError": {
