@@ -35,6 +35,7 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -s V -l version -d 'Print vers
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "serve" -d 'Run the HTTP daemon until SIGTERM or SIGINT (SIGHUP reloads the config)'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "config" -d 'Inspect the configuration'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "user" -d 'Manage accounts'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "key" -d 'Manage API keys'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -l bind -d 'Address to listen on; overrides server.bind (default 127.0.0.1:8000)' -r
@@ -133,6 +134,52 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from stdin (one line) instead of prompting'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "create" -d 'Create an API key for a user. The key is printed once; only a digest is stored'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "list" -d 'List keys (prefix, name, scopes, created, expires, last used, requests). Never the secret'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "rotate" -d 'Replace a key with a new one (printed once); the old one works for the grace period'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "revoke" -d 'Revoke a key: refused by running daemons within a second'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l user -d 'Owner (username or id)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l name -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l scopes -d 'Comma-separated scopes (default: all of the owner\'s role scopes)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l expires -d 'Lifetime, e.g. 90d or 12h (default: no expiry)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l user -d 'Only this user\'s keys' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l grace -d 'How long the old key keeps working, e.g. 24h (default 0: stops at once)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l yes -d 'Do not ask for confirmation'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l since -d 'Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l user -d 'Only events where this username (or cli:<os user>) is the actor or the target' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l action -d 'Only this action (e.g. authn_login_fail)' -r

@@ -28,6 +28,8 @@ pub struct App {
     overrides: Overrides,
     pub store: Store,
     redis: Option<redis::Client>,
+    /// The readiness probe's connection, reused so probes do not churn Redis.
+    redis_probe: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     pub hasher: Arc<Hasher>,
     pub tokens: TokenKeys,
     pub pepper: Pepper,
@@ -91,6 +93,7 @@ impl App {
             overrides,
             store,
             redis,
+            redis_probe: tokio::sync::Mutex::new(None),
             hasher,
             tokens,
             pepper,
@@ -131,31 +134,54 @@ impl App {
         let database = async {
             let app = Arc::clone(self);
             let probe = tokio::task::spawn_blocking(move || app.store.check());
-            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-                Ok(Ok(Ok(version))) => Check {
-                    name: "database",
-                    ok: true,
-                    detail: format!("schema version {version}"),
-                },
-                Ok(Ok(Err(e))) => Check {
-                    name: "database",
-                    ok: false,
-                    detail: e.to_string(),
-                },
-                Ok(Err(_)) | Err(_) => Check {
-                    name: "database",
-                    ok: false,
-                    detail: format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
-                },
+            let (ok, detail) = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(Ok(version))) if version == crate::store::SCHEMA_VERSION => {
+                    (true, format!("schema version {version}"))
+                }
+                Ok(Ok(Ok(version))) => (
+                    false,
+                    format!(
+                        "schema version {version}, but this mlapi needs {}",
+                        crate::store::SCHEMA_VERSION
+                    ),
+                ),
+                Ok(Ok(Err(e))) => {
+                    // The full error (it may name files or SQL) goes to the log only.
+                    tracing::warn!(error = %e, "readiness: database check failed");
+                    let detail = if matches!(e, StoreError::Busy) {
+                        "busy"
+                    } else {
+                        "unavailable"
+                    };
+                    (false, detail.to_string())
+                }
+                Ok(Err(_)) | Err(_) => (
+                    false,
+                    format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+                ),
+            };
+            Check {
+                name: "database",
+                ok,
+                detail,
             }
         };
         let redis = async {
             let client = self.redis.as_ref()?;
+            // One probe at a time; concurrent /ready calls wait for it.
+            let mut cached = self.redis_probe.lock().await;
             let ping = async {
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await
+                let conn = match cached.as_mut() {
+                    Some(conn) => conn,
+                    None => cached.insert(client.get_multiplexed_async_connection().await?),
+                };
+                redis::cmd("PING").query_async::<String>(conn).await
             };
-            Some(match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+            let result = tokio::time::timeout(PROBE_TIMEOUT, ping).await;
+            if !matches!(result, Ok(Ok(_))) {
+                *cached = None;
+            }
+            Some(match result {
                 Ok(Ok(_)) => Check {
                     name: "redis",
                     ok: true,

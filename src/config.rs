@@ -549,10 +549,16 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
         ));
     }
     if a.max_keys_per_user == 0 || a.max_keys_per_user > 1000 {
-        return Err(("auth.max_keys_per_user", "must be between 1 and 1000".into()));
+        return Err((
+            "auth.max_keys_per_user",
+            "must be between 1 and 1000".into(),
+        ));
     }
     if !(1..=3600).contains(&a.key_usage_flush_secs) {
-        return Err(("auth.key_usage_flush_secs", "must be between 1 and 3600".into()));
+        return Err((
+            "auth.key_usage_flush_secs",
+            "must be between 1 and 3600".into(),
+        ));
     }
     if a.lockout_threshold == 0 {
         return Err(("auth.lockout_threshold", "must be at least 1".into()));
@@ -626,19 +632,38 @@ impl Config {
     }
 }
 
-/// `redis://user:secret@host` → `redis://user:***@host`.
+/// `redis://user:secret@host` → `redis://user:***@host`; a `password=` or
+/// `pass=` query parameter is masked too.
 fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{tail}")
+            format!("{user}:***@{host}")
         }
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", masked.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -766,5 +791,9 @@ mod tests {
             "redis://user:***@h:6379/0"
         );
         assert_eq!(redact_url_password("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redact_url_password("redis+unix:///run/r.sock?db=1&pass=hunter2"),
+            "redis+unix:///run/r.sock?db=1&pass=***"
+        );
     }
 }

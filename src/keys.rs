@@ -77,12 +77,15 @@ pub struct Pepper(Vec<u8>);
 impl Pepper {
     /// Generated on first use next to the database (0600), like the JWT key.
     pub fn load(state_dir: &std::path::Path) -> std::result::Result<Self, SecretError> {
-        let bytes = secrets::load_or_create(&state_dir.join("api-key-pepper.key"), || secrets::random_bytes(32))?;
+        let bytes = secrets::load_or_create(&state_dir.join("api-key-pepper.key"), || {
+            secrets::random_bytes(32)
+        })?;
         Ok(Pepper(bytes))
     }
 
     pub fn digest(&self, key: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(key.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -142,7 +145,10 @@ pub struct CreatedKey {
 pub fn format_time(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -150,14 +156,18 @@ fn rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> std::result::Result<S::Ok,
     s.serialize_str(&format_time(*secs))
 }
 
-fn rfc3339_opt<S: serde::Serializer>(secs: &Option<i64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn rfc3339_opt<S: serde::Serializer>(
+    secs: &Option<i64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match secs {
         Some(secs) => s.serialize_str(&format_time(*secs)),
         None => s.serialize_none(),
     }
 }
 
-const INFO_COLUMNS: &str = "k.id, u.username, k.name, k.prefix, k.last4, k.scopes, k.created_at, k.expires_at,
+const INFO_COLUMNS: &str =
+    "k.id, u.username, k.name, k.prefix, k.last4, k.scopes, k.created_at, k.expires_at,
      k.revoked_at, k.rotated_from, k.last_used_at, k.request_count, k.user_id";
 
 fn info_from_row(r: &Row, now: i64) -> rusqlite::Result<KeyInfo> {
@@ -237,7 +247,11 @@ pub async fn list(app: &Arc<App>, owner: Option<&str>) -> Result<Vec<KeyInfo>> {
 
 /// Finds a key by id or display prefix (`sk_live_XXXXXXXX` or its 8
 /// characters). With `owner`, another user's key is "not found".
-fn resolve(c: &Connection, id_or_prefix: &str, owner: Option<&str>) -> std::result::Result<Option<KeyInfo>, StoreError> {
+fn resolve(
+    c: &Connection,
+    id_or_prefix: &str,
+    owner: Option<&str>,
+) -> std::result::Result<Option<KeyInfo>, StoreError> {
     let now = store::now();
     let by_id = c
         .query_row(
@@ -289,7 +303,10 @@ pub async fn create(
     let name = name.trim().to_string();
     let mut errors = Vec::new();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.push(FieldError::new("name", "must be 1 to 100 printable characters"));
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 100 printable characters",
+        ));
     }
     if expires_at.is_some_and(|e| e <= store::now()) {
         errors.push(FieldError::new("expires_at", "must be in the future"));
@@ -397,8 +414,17 @@ fn insert(
 
 /// Revokes a key at once, everywhere. Revoking twice is a no-op that still
 /// answers with the key. With `owner`, only that user's keys are visible.
-pub async fn revoke(app: &Arc<App>, id_or_prefix: &str, owner: Option<&str>, actor: &Actor) -> Result<KeyInfo> {
-    let (id, owner_owned, actor) = (id_or_prefix.to_string(), owner.map(str::to_string), actor.clone());
+pub async fn revoke(
+    app: &Arc<App>,
+    id_or_prefix: &str,
+    owner: Option<&str>,
+    actor: &Actor,
+) -> Result<KeyInfo> {
+    let (id, owner_owned, actor) = (
+        id_or_prefix.to_string(),
+        owner.map(str::to_string),
+        actor.clone(),
+    );
     let info = app
         .blocking(move |app| {
             app.store.write(|tx| {
@@ -413,9 +439,16 @@ pub async fn revoke(app: &Arc<App>, id_or_prefix: &str, owner: Option<&str>, act
                         params![key.id, now, rev],
                     )?;
                     let detail = format!("api key {} ({})", key.prefix, key.name);
-                    audit::record(tx, &actor, Action::KeyRevoke, Some(&key.user), true, Some(&detail))?;
+                    audit::record(
+                        tx,
+                        &actor,
+                        Action::KeyRevoke,
+                        Some(&key.user),
+                        true,
+                        Some(&detail),
+                    )?;
                 }
-                Ok(resolve(tx, &key.id, None)?)
+                resolve(tx, &key.id, None)
             })
         })
         .await?
@@ -439,7 +472,11 @@ pub async fn rotate(
             format!("must be at most {MAX_GRACE_SECS} (30 days)"),
         )]));
     }
-    let (id, owner_owned, actor) = (id_or_prefix.to_string(), owner.map(str::to_string), actor.clone());
+    let (id, owner_owned, actor) = (
+        id_or_prefix.to_string(),
+        owner.map(str::to_string),
+        actor.clone(),
+    );
     let created = app
         .blocking(move |app| {
             app.store.write(|tx| {
@@ -498,7 +535,9 @@ impl Usage {
     pub fn record(&self, key_id: &str) {
         let now = store::now();
         let mut pending = self.pending.lock().expect("usage lock");
-        let entry = pending.entry((key_id.to_string(), now.div_euclid(86_400))).or_insert((0, now));
+        let entry = pending
+            .entry((key_id.to_string(), now.div_euclid(86_400)))
+            .or_insert((0, now));
         entry.0 += 1;
         entry.1 = now;
     }
@@ -553,7 +592,12 @@ fn day_string(day: i64) -> String {
     let date = time::OffsetDateTime::from_unix_timestamp(day * 86_400)
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }
 
 #[cfg(test)]

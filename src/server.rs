@@ -125,7 +125,9 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let closing = app
         .blocking(|app| {
             app.usage.flush(&app.store)?;
-            app.store.write(|tx| audit::record(tx, &Actor::system(), Action::SysShutdown, None, true, None))
+            app.store.write(|tx| {
+                audit::record(tx, &Actor::system(), Action::SysShutdown, None, true, None)
+            })
         })
         .await;
     if let Err(e) = closing {

@@ -92,7 +92,7 @@ impl Store {
             c.busy_timeout(busy_timeout)?;
             c.execute_batch(
                 "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
+                 PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = ON;",
             )
         });
@@ -115,14 +115,17 @@ impl Store {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
-        // r2d2 only times out when every connection is busy or the file is locked.
         self.pool.get().map_err(|e| {
-            if e.to_string().contains("locked") || e.to_string().contains("busy") {
+            // A bare timeout means every connection stayed busy (a long write
+            // lock elsewhere, or more waiters than connections): retryable.
+            // With a cause attached, the file itself could not be opened.
+            let message = e.to_string();
+            if message == "timed out waiting for connection" {
                 StoreError::Busy
             } else {
                 StoreError::Open {
                     path: self.path.clone(),
-                    message: e.to_string(),
+                    message,
                 }
             }
         })
@@ -150,19 +153,10 @@ impl Store {
         Ok(value)
     }
 
-    /// The readiness probe: a real query, and the schema this build expects.
+    /// The readiness probe: a real query, and the schema version found
+    /// (which the caller compares with `SCHEMA_VERSION`).
     pub fn check(&self) -> Result<i64, StoreError> {
-        self.read(|c| {
-            let version = user_version(c)?;
-            if version != SCHEMA_VERSION {
-                return Err(StoreError::TooNew {
-                    path: self.path.clone(),
-                    found: version,
-                    supported: SCHEMA_VERSION,
-                });
-            }
-            Ok(version)
-        })
+        self.read(user_version)
     }
 
     /// Applies pending migrations, each in its own `BEGIN IMMEDIATE`
@@ -291,6 +285,20 @@ mod tests {
         assert_eq!(store.check().unwrap(), SCHEMA_VERSION);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        store
+            .write(|tx| {
+                tx.execute("INSERT INTO audit_events (actor, action, outcome) VALUES ('t', 'x', 'success')", [])?;
+                Ok(())
+            })
+            .unwrap();
+        for side in ["mlapi.db-wal", "mlapi.db-shm"] {
+            let mode = fs::metadata(path.with_file_name(side))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{side}");
+        }
         let mode = fs::metadata(path.parent().unwrap())
             .unwrap()
             .permissions()

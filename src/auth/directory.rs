@@ -50,7 +50,12 @@ impl Directory {
     }
 
     pub fn api_key(&self, digest: &[u8; 32]) -> Option<Arc<KeyEntry>> {
-        self.snapshot.read().expect("directory lock").keys.get(digest).cloned()
+        self.snapshot
+            .read()
+            .expect("directory lock")
+            .keys
+            .get(digest)
+            .cloned()
     }
 
     pub fn version(&self) -> i64 {

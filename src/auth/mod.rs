@@ -42,7 +42,9 @@ pub enum Credential {
         session_id: String,
         expires_at: i64,
     },
-    ApiKey { key_id: String },
+    ApiKey {
+        key_id: String,
+    },
 }
 
 impl Principal {

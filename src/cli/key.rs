@@ -80,7 +80,18 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
                 || {
                     let rows = list.iter().map(row).collect();
                     output::table(
-                        &["PREFIX", "NAME", "USER", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED", "REQUESTS", "ID"],
+                        &[
+                            "PREFIX",
+                            "NAME",
+                            "USER",
+                            "SCOPES",
+                            "STATUS",
+                            "CREATED",
+                            "EXPIRES",
+                            "LAST USED",
+                            "REQUESTS",
+                            "ID",
+                        ],
                         rows,
                     )
                 },
@@ -88,19 +99,30 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
             )
         }
         KeyCommand::Rotate { key, grace } => {
-            let grace = grace.as_deref().map(super::parse_duration).transpose()?.unwrap_or(0);
+            let grace = grace
+                .as_deref()
+                .map(super::parse_duration)
+                .transpose()?
+                .unwrap_or(0);
             let new = keys::rotate(app, &key, None, grace, &actor).await?;
             print_created(&new, out)
         }
         KeyCommand::Revoke { key, yes } => {
-            if !yes && !super::confirm(&format!("Revoke API key {key}? Clients using it are refused at once."))? {
+            if !yes
+                && !super::confirm(&format!(
+                    "Revoke API key {key}? Clients using it are refused at once."
+                ))?
+            {
                 return Err(CliError::Failed("not confirmed; nothing changed".into()));
             }
             let info = keys::revoke(app, &key, None, &actor).await?;
             if out.quiet && out.format == Format::Table {
                 return Ok(());
             }
-            out.emit(|| format!("revoked {} ({}) of {}", info.prefix, info.name, info.user), || &info)
+            out.emit(
+                || format!("revoked {} ({}) of {}", info.prefix, info.name, info.user),
+                || &info,
+            )
         }
     }
 }
@@ -136,7 +158,10 @@ fn print_created(key: &CreatedKey, out: &Output) -> Result<(), CliError> {
                 vec!["prefix".into(), key.prefix.clone()],
                 vec!["name".into(), key.name.clone()],
                 vec!["scopes".into(), key.scopes.join(",")],
-                vec!["expires".into(), key.expires_at.map_or_else(|| "never".into(), format_time)],
+                vec![
+                    "expires".into(),
+                    key.expires_at.map_or_else(|| "never".into(), format_time),
+                ],
             ];
             format!(
                 "{}\nStore this key now: it is not shown again.",

@@ -19,8 +19,8 @@ use crate::app::App;
 use crate::audit::{self, Action, Actor};
 use crate::auth::scopes::{Role, Scope};
 use crate::auth::{self, Credential, Principal, TokenPair};
-use crate::keys;
 use crate::error::Error;
+use crate::keys;
 use crate::users::{self, Change, User};
 
 fn with_app(
@@ -51,7 +51,9 @@ fn actor(name: &str, ctx: &RequestContext) -> Actor {
 /// The authenticated caller, from `X-API-Key: sk_live_…` or
 /// `Authorization: Bearer <JWT or sk_live_ key>`; 401 otherwise. Credentials
 /// in the query string are never accepted (RFC 6750 §2.3).
-pub fn principal(app: &Arc<App>) -> impl Filter<Extract = (Principal,), Error = warp::Rejection> + Clone {
+pub fn principal(
+    app: &Arc<App>,
+) -> impl Filter<Extract = (Principal,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::header::optional::<String>("x-api-key"))
         .and(with_app(app))
@@ -80,7 +82,8 @@ fn require_session(p: &Principal) -> Result<(), ApiError> {
     match p.credential {
         Credential::Session { .. } => Ok(()),
         Credential::ApiKey { .. } => Err(ApiError::Forbidden {
-            detail: "this route needs a signed-in user (a bearer access token), not an API key".into(),
+            detail: "this route needs a signed-in user (a bearer access token), not an API key"
+                .into(),
             scope: None,
         }),
     }
@@ -416,70 +419,105 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         .and(context())
         .and(principal(app))
         .and(body::json::<NewKeyRequest>(max))
-        .then(|app: Arc<App>, ctx: RequestContext, p: Principal, req: NewKeyRequest| async move {
-            reply(create_key(&app, &ctx, &p, req).await)
-        });
+        .then(
+            |app: Arc<App>, ctx: RequestContext, p: Principal, req: NewKeyRequest| async move {
+                reply(create_key(&app, &ctx, &p, req).await)
+            },
+        );
 
     let list = warp::path!("api" / "v1" / "auth" / "api-keys")
         .and(warp::get())
         .and(with_app(app))
         .and(context())
         .and(principal(app))
-        .then(|app: Arc<App>, ctx: RequestContext, p: Principal| async move {
-            reply(async {
-                require_session(&p)?;
-                authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
-                let list = keys::list(&app, Some(&p.user.id)).await?;
-                Ok(json_response(StatusCode::OK, JSON, &json!({ "keys": list })))
-            }
-            .await)
-        });
+        .then(
+            |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+                reply(
+                    async {
+                        require_session(&p)?;
+                        authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
+                        let list = keys::list(&app, Some(&p.user.id)).await?;
+                        Ok(json_response(
+                            StatusCode::OK,
+                            JSON,
+                            &json!({ "keys": list }),
+                        ))
+                    }
+                    .await,
+                )
+            },
+        );
 
     let revoke = warp::path!("api" / "v1" / "auth" / "api-keys" / String)
         .and(warp::delete())
         .and(with_app(app))
         .and(context())
         .and(principal(app))
-        .then(|id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
-            reply(async {
-                require_session(&p)?;
-                authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
-                keys::revoke(&app, &id, Some(&p.user.id), &actor(&p.user.username, &ctx)).await?;
-                Ok(no_content())
-            }
-            .await)
-        });
+        .then(
+            |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+                reply(
+                    async {
+                        require_session(&p)?;
+                        authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
+                        keys::revoke(&app, &id, Some(&p.user.id), &actor(&p.user.username, &ctx))
+                            .await?;
+                        Ok(no_content())
+                    }
+                    .await,
+                )
+            },
+        );
 
-    let rotate = warp::path!("api" / "v1" / "auth" / "api-keys" / String / "rotate")
-        .and(warp::post())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
-        .and(optional_json::<RotateRequest>(max))
-        .then(|id: String, app: Arc<App>, ctx: RequestContext, p: Principal, req: RotateRequest| async move {
-            reply(async {
-                require_session(&p)?;
-                authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
-                let grace = req.grace_seconds.unwrap_or(0);
-                let key = keys::rotate(&app, &id, Some(&p.user.id), grace, &actor(&p.user.username, &ctx)).await?;
-                Ok(json_response(StatusCode::CREATED, JSON, &key))
-            }
-            .await)
-        });
+    let rotate =
+        warp::path!("api" / "v1" / "auth" / "api-keys" / String / "rotate")
+            .and(warp::post())
+            .and(with_app(app))
+            .and(context())
+            .and(principal(app))
+            .and(optional_json::<RotateRequest>(max))
+            .then(
+                |id: String,
+                 app: Arc<App>,
+                 ctx: RequestContext,
+                 p: Principal,
+                 req: RotateRequest| async move {
+                    reply(
+                        async {
+                            require_session(&p)?;
+                            authorize(&app, &p, Scope::KeysWrite, &ctx).await?;
+                            let grace = req.grace_seconds.unwrap_or(0);
+                            let key = keys::rotate(
+                                &app,
+                                &id,
+                                Some(&p.user.id),
+                                grace,
+                                &actor(&p.user.username, &ctx),
+                            )
+                            .await?;
+                            Ok(json_response(StatusCode::CREATED, JSON, &key))
+                        }
+                        .await,
+                    )
+                },
+            );
 
     let admin_revoke = warp::path!("api" / "v1" / "admin" / "api-keys" / String)
         .and(warp::delete())
         .and(with_app(app))
         .and(context())
         .and(principal(app))
-        .then(|id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
-            reply(async {
-                authorize(&app, &p, Scope::Admin, &ctx).await?;
-                keys::revoke(&app, &id, None, &actor(&p.user.username, &ctx)).await?;
-                Ok(no_content())
-            }
-            .await)
-        });
+        .then(
+            |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+                reply(
+                    async {
+                        authorize(&app, &p, Scope::Admin, &ctx).await?;
+                        keys::revoke(&app, &id, None, &actor(&p.user.username, &ctx)).await?;
+                        Ok(no_content())
+                    }
+                    .await,
+                )
+            },
+        );
 
     create
         .or(list)
@@ -516,7 +554,12 @@ where
     empty.or(body::json::<T>(max)).unify()
 }
 
-async fn create_key(app: &Arc<App>, ctx: &RequestContext, p: &Principal, req: NewKeyRequest) -> Result<Response, ApiError> {
+async fn create_key(
+    app: &Arc<App>,
+    ctx: &RequestContext,
+    p: &Principal,
+    req: NewKeyRequest,
+) -> Result<Response, ApiError> {
     require_session(p)?;
     authorize(app, p, Scope::KeysWrite, ctx).await?;
     let mut errors = Vec::new();
@@ -532,23 +575,35 @@ async fn create_key(app: &Arc<App>, ctx: &RequestContext, p: &Principal, req: Ne
     };
     let expires_at = match req.expires_at.as_deref() {
         None => None,
-        Some(text) => match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
-            Ok(t) => Some(t.unix_timestamp()),
-            Err(_) => {
-                errors.push(crate::error::FieldError::new(
-                    "expires_at",
-                    "must be an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z",
-                ));
-                None
+        Some(text) => {
+            match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            {
+                Ok(t) => Some(t.unix_timestamp()),
+                Err(_) => {
+                    errors.push(crate::error::FieldError::new(
+                        "expires_at",
+                        "must be an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z",
+                    ));
+                    None
+                }
             }
-        },
+        }
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let actor = actor(&p.user.username, ctx);
     // A key never carries more than the session that minted it.
-    let key = keys::create(app, &p.user.id, &req.name, scopes, expires_at, Some(p.scopes), &actor).await?;
+    let key = keys::create(
+        app,
+        &p.user.id,
+        &req.name,
+        scopes,
+        expires_at,
+        Some(p.scopes),
+        &actor,
+    )
+    .await?;
     Ok(json_response(StatusCode::CREATED, JSON, &key))
 }
 

@@ -52,9 +52,17 @@ where
     let response = match client {
         Err(ref e) => e.clone().into_response(),
         Ok(client_ip) => {
-            if method == Method::OPTIONS {
+            if path.len() > 1 && path.ends_with('/') {
+                // One spelling per resource: `/health/` is not `/health`.
+                ApiError::NotFound.into_response()
+            } else if method == Method::OPTIONS {
                 options(&app, &path, req.headers())
             } else {
+                // HEAD is GET without the body (RFC 9110 §9.3.2); hyper drops
+                // the body on the wire and keeps Content-Length.
+                if method == Method::HEAD {
+                    *req.method_mut() = Method::GET;
+                }
                 req.extensions_mut().insert(RequestContext {
                     request_id: request_id.clone(),
                     client_ip,
@@ -169,6 +177,9 @@ fn options(app: &App, path: &str, headers: &HeaderMap) -> Response {
 
 fn allow_value(methods: &[&str]) -> HeaderValue {
     let mut list: Vec<&str> = methods.to_vec();
+    if list.contains(&"GET") {
+        list.push("HEAD");
+    }
     list.push("OPTIONS");
     HeaderValue::from_str(&list.join(", ")).expect("method names are valid header text")
 }

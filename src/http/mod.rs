@@ -68,7 +68,7 @@ pub const ROUTES: &[RouteSpec] = &[
         operation_id: "register",
         summary: "Create an account (role user, the default tier). JSON {username, email, password}.",
         tag: "auth",
-        responses: &[(201, "User"), (403, "Problem"), (409, "Problem"), (413, "Problem"), (415, "Problem"), (422, "Problem")],
+        responses: &[(201, "User"), (403, "Problem"), (409, "Problem"), (413, "Problem"), (415, "Problem"), (422, "Problem"), (429, "Problem")],
     },
     RouteSpec {
         method: "POST",
@@ -76,7 +76,7 @@ pub const ROUTES: &[RouteSpec] = &[
         operation_id: "login",
         summary: "Password login, JSON or OAuth2 form (username, password, optional scope). Returns a token pair.",
         tag: "auth",
-        responses: &[(200, "TokenPair"), (401, "Problem"), (403, "Problem"), (415, "Problem"), (422, "Problem")],
+        responses: &[(200, "TokenPair"), (401, "Problem"), (403, "Problem"), (415, "Problem"), (422, "Problem"), (429, "Problem"), (503, "Problem")],
     },
     RouteSpec {
         method: "POST",
@@ -84,7 +84,7 @@ pub const ROUTES: &[RouteSpec] = &[
         operation_id: "token",
         summary: "OAuth2 token endpoint (form): grant_type=password or refresh_token. Errors per RFC 6749 §5.2.",
         tag: "auth",
-        responses: &[(200, "TokenPair"), (415, "Problem"), (503, "OAuthError")],
+        responses: &[(200, "TokenPair"), (400, "OAuthError"), (415, "Problem"), (429, "OAuthError"), (503, "OAuthError")],
     },
     RouteSpec {
         method: "POST",
@@ -92,7 +92,7 @@ pub const ROUTES: &[RouteSpec] = &[
         operation_id: "refresh",
         summary: "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
         tag: "auth",
-        responses: &[(200, "TokenPair"), (401, "Problem"), (415, "Problem"), (422, "Problem")],
+        responses: &[(200, "TokenPair"), (401, "Problem"), (415, "Problem"), (422, "Problem"), (429, "Problem")],
     },
     RouteSpec {
         method: "POST",

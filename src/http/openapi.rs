@@ -10,7 +10,6 @@ const COMMON: &[(u16, &str)] = &[
     (400, "Malformed request"),
     (404, "Not found"),
     (405, "Method not allowed"),
-    (429, "Rate limited"),
     (500, "Internal error"),
 ];
 
@@ -28,9 +27,13 @@ pub fn document() -> Value {
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("Response");
             let mut response = json!({ "description": description });
-            let schema = if *status >= 400 { "Problem" } else { schema };
+            let schema = if *status >= 400 && schema.is_empty() {
+                "Problem"
+            } else {
+                schema
+            };
             if !schema.is_empty() {
-                let media = if *status >= 400 {
+                let media = if schema == "Problem" {
                     "application/problem+json"
                 } else {
                     "application/json"

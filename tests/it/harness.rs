@@ -18,7 +18,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mlapi");
 pub fn mlapi() -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
-        if key.starts_with("MLAPI_") || key == "NOTIFY_SOCKET" || key == "RUST_LOG" {
+        if key.starts_with("MLAPI_")
+            || ["NOTIFY_SOCKET", "RUST_LOG", "STATE_DIRECTORY"].contains(&key.as_str())
+        {
             cmd.env_remove(key);
         }
     }
@@ -41,12 +43,15 @@ impl Setup {
         setup
     }
 
+    /// Writes the config: `extra`, with `database.path` pointing into the
+    /// temp dir (added to `extra`'s own `[database]` section if it has one).
     pub fn write_config(&self, extra: &str) {
-        let text = format!(
-            "[database]\npath = \"{}\"\n\n{}\n",
-            self.db().display(),
-            extra
-        );
+        let path_line = format!("path = \"{}\"\n", self.db().display());
+        let text = if extra.contains("[database]\n") {
+            extra.replacen("[database]\n", &format!("[database]\n{path_line}"), 1)
+        } else {
+            format!("[database]\n{path_line}\n{extra}\n")
+        };
         std::fs::write(self.config(), text).expect("write config");
     }
 
@@ -92,8 +97,12 @@ impl Setup {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // Works for text and JSON log lines alike.
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                        .collect();
                     let _ = tx.send(addr);
                 }
                 let mut log = sink.lock().unwrap();
@@ -137,7 +146,7 @@ impl Daemon {
     }
 
     pub fn get(&self, path: &str) -> Resp {
-        send(ureq::get(&self.url(path)))
+        send(self.request("GET", path))
     }
 
     pub fn request(&self, method: &str, path: &str) -> ureq::Request {

@@ -58,12 +58,12 @@ fn rejections_are_problems_with_security_headers() {
 
     let r = send(daemon.request("POST", "/health"));
     r.problem(405);
-    assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_security_headers(&r);
 
     let r = send(daemon.request("TRACE", "/ready"));
     r.problem(405);
-    assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
 
     let r = send(daemon.request("DELETE", "/no/such/route"));
     r.problem(404);
@@ -243,7 +243,7 @@ fn cors_allows_only_configured_origins() {
     );
     assert_eq!(
         ok.header("access-control-allow-methods"),
-        Some("GET, OPTIONS")
+        Some("GET, HEAD, OPTIONS")
     );
     assert!(ok
         .header("access-control-allow-headers")
@@ -396,4 +396,75 @@ fn ready_checks_redis_when_configured() {
         r.body
     );
     assert_eq!(daemon.get("/health").status, 200);
+}
+
+#[test]
+fn head_works_where_get_does_and_trailing_slashes_are_not_aliases() {
+    let daemon = Setup::new("").start();
+    let r = send(daemon.request("HEAD", "/health"));
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert!(
+        r.header("content-length").is_some_and(|l| l != "0"),
+        "HEAD keeps the length"
+    );
+    assert_security_headers(&r);
+    let r = send(daemon.request("POST", "/ready"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    daemon.get("/health/").problem(404);
+    send(daemon.request("POST", "/health/")).problem(404);
+}
+
+#[test]
+fn no_config_file_uses_the_user_data_dir_or_state_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let start = |extra: &[(&str, std::path::PathBuf)]| {
+        let mut cmd = crate::harness::mlapi();
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+                "daemon exited"
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        line
+    };
+    if std::path::Path::new("/etc/mlapi/mlapi.toml").exists() {
+        panic!("this machine has /etc/mlapi/mlapi.toml, which would shadow the built-in defaults under test");
+    }
+    let line = start(&[]);
+    let db = home.path().join("data/mlapi/mlapi.db");
+    assert!(line.contains(&db.display().to_string()), "{line}");
+    assert!(db.exists());
+    assert_eq!(
+        query_i64(&db, "PRAGMA user_version"),
+        mlapi::store::SCHEMA_VERSION
+    );
+
+    let state = home.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let line = start(&[("STATE_DIRECTORY", state.clone())]);
+    assert!(
+        line.contains(&state.join("mlapi.db").display().to_string()),
+        "{line}"
+    );
+    assert!(
+        state.join("jwt-hs256.key").exists(),
+        "generated secrets live beside the database"
+    );
 }

@@ -128,3 +128,66 @@ fn audit_rows_are_append_only() {
     assert!(conn.execute("DELETE FROM audit_events", []).is_err());
     assert_eq!(query_i64(&path, "SELECT count(*) FROM audit_events"), 1);
 }
+
+/// Another process (Python's sqlite3) holds the write lock while the daemon
+/// serves a write: a short lock is waited out; a long one is a 503 with
+/// Retry-After and leaves no partial rows; reads keep working.
+#[test]
+fn a_write_lock_held_by_another_process() {
+    let setup = Setup::new(&format!(
+        "{}\n[database]\nbusy_timeout_ms = 1000\n",
+        crate::identity::auth_config("")
+    ));
+    let daemon = setup.start();
+    let hold = |secs: f64| {
+        let script = format!(
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\ntime.sleep({secs})\nc.execute('COMMIT')\n"
+        );
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .arg(setup.db())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 (scripts/test installs it)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        child
+    };
+
+    let mut short = hold(0.4);
+    let r = crate::identity::register(&daemon, "patient", "SecurePass123!");
+    assert_eq!(r.status, 201, "a short lock is waited out: {}", r.body);
+    short.wait().unwrap();
+
+    let mut long = hold(4.0);
+    let r = crate::identity::register(&daemon, "impatient", "SecurePass123!");
+    let body = r.problem(503);
+    assert!(r.header("retry-after").is_some());
+    assert!(body["detail"].as_str().unwrap().contains("busy"));
+    assert_eq!(daemon.get("/ready").status, 200, "reads still work (WAL)");
+    long.wait().unwrap();
+    assert_eq!(
+        query_i64(
+            &setup.db(),
+            "SELECT count(*) FROM users WHERE username = 'impatient'"
+        ),
+        0
+    );
+    assert_eq!(
+        query_i64(
+            &setup.db(),
+            "SELECT count(*) FROM users WHERE username = 'patient'"
+        ),
+        1
+    );
+    let conn = rusqlite::Connection::open(setup.db()).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
