@@ -8,5 +8,6 @@ mod cli;
 mod generated;
 mod http;
 mod identity;
+mod keys;
 mod lifecycle;
 mod store;
