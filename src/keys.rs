@@ -94,7 +94,8 @@ impl Pepper {
 /// What the daemon keeps in memory per active key.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
-    pub id: String,
+    /// Shared, so counting a use clones a pointer instead of a string.
+    pub id: Arc<str>,
     pub user_id: String,
     pub scopes: Scopes,
     pub expires_at: Option<i64>,
@@ -523,20 +524,24 @@ pub async fn rotate(
     Ok(created)
 }
 
+/// A key id and a UTC day number.
+type UsageSlot = (Arc<str>, i64);
+/// Requests and the last use (unix seconds).
+type UsageCount = (i64, i64);
+
 /// Usage counted in memory on the request path and written in batches.
 #[derive(Default)]
 pub struct Usage {
-    /// (key id, UTC day number) → (requests, last used at).
-    pending: Mutex<HashMap<(String, i64), (i64, i64)>>,
+    pending: Mutex<HashMap<UsageSlot, UsageCount>>,
 }
 
 impl Usage {
     /// One request by `key_id`: a short lock, no I/O.
-    pub fn record(&self, key_id: &str) {
+    pub fn record(&self, key_id: &Arc<str>) {
         let now = store::now();
         let mut pending = self.pending.lock().expect("usage lock");
         let entry = pending
-            .entry((key_id.to_string(), now.div_euclid(86_400)))
+            .entry((Arc::clone(key_id), now.div_euclid(86_400)))
             .or_insert((0, now));
         entry.0 += 1;
         entry.1 = now;
@@ -545,7 +550,7 @@ impl Usage {
     fn add_pending(&self, key: &mut KeyInfo) {
         let pending = self.pending.lock().expect("usage lock");
         for ((id, day), (count, last)) in pending.iter() {
-            if *id == key.id {
+            if **id == *key.id {
                 key.request_count += count;
                 key.last_used_at = Some(key.last_used_at.map_or(*last, |l| l.max(*last)));
                 *key.requests_by_day.entry(day_string(*day)).or_default() += count;

@@ -104,7 +104,7 @@ impl Directory {
                     let scopes: String = r.get(3)?;
                     let revoked: Option<i64> = r.get(5)?;
                     let entry = KeyEntry {
-                        id: r.get(0)?,
+                        id: r.get::<_, String>(0)?.into(),
                         user_id: r.get(1)?,
                         scopes: Scopes::parse(&scopes).unwrap_or_default(),
                         expires_at: r.get(4)?,

@@ -43,7 +43,7 @@ pub enum Credential {
         expires_at: i64,
     },
     ApiKey {
-        key_id: String,
+        key_id: Arc<str>,
     },
 }
 
@@ -507,7 +507,7 @@ fn authenticate_key(app: &App, presented: &str) -> Result<Principal> {
         scopes: key.scopes.intersect(user.role.scopes()),
         user,
         credential: Credential::ApiKey {
-            key_id: key.id.clone(),
+            key_id: Arc::clone(&key.id),
         },
     })
 }
