@@ -107,7 +107,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__audit)
-            opts="-q -h --since --user --action --limit --config --db --redis --output --quiet --help"
+            opts="-q -h -V --since --user --action --limit --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,7 +153,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__completions)
-            opts="-q -h --config --db --redis --output --quiet --help bash zsh fish"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version bash zsh fish"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -183,7 +183,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__config)
-            opts="-q -h --config --db --redis --output --quiet --help show"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,7 +213,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__config__subcmd__show)
-            opts="-q -h --config --db --redis --output --quiet --help"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -243,7 +243,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__key)
-            opts="-q -h --config --db --redis --output --quiet --help create list rotate revoke"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version create list rotate revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,7 +273,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__key__subcmd__create)
-            opts="-q -h --user --name --scopes --expires --config --db --redis --output --quiet --help"
+            opts="-q -h -V --user --name --scopes --expires --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -319,7 +319,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__key__subcmd__list)
-            opts="-q -h --user --config --db --redis --output --quiet --help"
+            opts="-q -h -V --user --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -353,7 +353,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__key__subcmd__revoke)
-            opts="-q -h --yes --config --db --redis --output --quiet --help"
+            opts="-q -h -V --yes --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -383,7 +383,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__key__subcmd__rotate)
-            opts="-q -h --grace --config --db --redis --output --quiet --help"
+            opts="-q -h -V --grace --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -417,7 +417,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__serve)
-            opts="-q -h --bind --config --db --redis --output --quiet --help"
+            opts="-q -h -V --bind --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -451,7 +451,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user)
-            opts="-q -h --config --db --redis --output --quiet --help add list show disable enable set-role passwd"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version add list show disable enable set-role passwd"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,7 +481,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__add)
-            opts="-q -h --email --role --tier --password-stdin --config --db --redis --output --quiet --help"
+            opts="-q -h -V --email --role --tier --password-stdin --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -523,7 +523,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__disable)
-            opts="-q -h --yes --config --db --redis --output --quiet --help"
+            opts="-q -h -V --yes --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -553,7 +553,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__enable)
-            opts="-q -h --config --db --redis --output --quiet --help"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -583,7 +583,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__list)
-            opts="-q -h --limit --offset --config --db --redis --output --quiet --help"
+            opts="-q -h -V --limit --offset --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -621,7 +621,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__passwd)
-            opts="-q -h --password-stdin --config --db --redis --output --quiet --help"
+            opts="-q -h -V --password-stdin --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -651,7 +651,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__set__subcmd__role)
-            opts="-q -h --config --db --redis --output --quiet --help user manager admin"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version user manager admin"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -681,7 +681,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__user__subcmd__show)
-            opts="-q -h --config --db --redis --output --quiet --help"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

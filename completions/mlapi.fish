@@ -46,6 +46,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -l output -d 'Output 
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -53,6 +54,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and not __fish_seen_subcommand_from show" -f -a "show" -d 'Print the effective configuration (file, environment and flags applied; secrets redacted)'
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file; overrides database.path' -r
@@ -61,6 +63,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subc
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -68,15 +71,16 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_su
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "add" -d 'Create an account. The password comes from a hidden prompt on a terminal, or from stdin with --password-stdin'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "list" -d 'List accounts'
-complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "show" -d 'Show one account (by username or id)'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "show" -d 'Show one account'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "disable" -d 'Disable an account: its tokens and keys stop working within a second'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "enable" -d 'Re-enable a disabled account'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "set-role" -d 'Change an account\'s role (its live tokens lose scopes the new role lacks)'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and not __fish_seen_subcommand_from add list show disable enable set-role passwd" -f -a "passwd" -d 'Set a new password; ends all of the account\'s sessions'
-complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l email -r
-complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l role -r -f -a "user\t''
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l email -d 'The account\'s email address (unique)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l role -d 'admin, manager or user' -r -f -a "user\t''
 manager\t''
 admin\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l tier -d 'Rate-limit tier (default: auth.default_tier)' -r
@@ -88,6 +92,7 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from stdin (one line) instead of prompting'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l limit -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l offset -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
@@ -97,6 +102,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcom
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -104,6 +110,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcom
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -112,6 +119,7 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -l yes -d 'Do not ask for confirmation'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -119,6 +127,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcom
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -126,6 +135,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcom
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from set-role" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -134,6 +144,7 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from stdin (one line) instead of prompting'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand user; and __fish_seen_subcommand_from passwd" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -141,6 +152,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_sub
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "create" -d 'Create an API key for a user. The key is printed once; only a digest is stored'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "list" -d 'List keys (prefix, name, scopes, created, expires, last used, requests). Never the secret'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and not __fish_seen_subcommand_from create list rotate revoke" -f -a "rotate" -d 'Replace a key with a new one (printed once); the old one works for the grace period'
@@ -156,6 +168,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l user -d 'Only this user\'s keys' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -l db -d 'SQLite database file; overrides database.path' -r
@@ -164,6 +177,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l grace -d 'How long the old key keeps working, e.g. 24h (default 0: stops at once)' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -l db -d 'SQLite database file; overrides database.path' -r
@@ -172,6 +186,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from rotate" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -180,10 +195,11 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -l yes -d 'Do not ask for confirmation'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l since -d 'Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l user -d 'Only events where this username (or cli:<os user>) is the actor or the target' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l action -d 'Only this action (e.g. authn_login_fail)' -r
-complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l limit -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l limit -d 'At most this many events (newest first)' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -191,6 +207,7 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l output -d 'Output 
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
@@ -198,3 +215,4 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -l output -d 'O
 json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand completions" -s V -l version -d 'Print version'

@@ -314,7 +314,7 @@ pub fn load(
             text.parse::<toml::Table>()
                 .map_err(|e| ConfigError::Syntax {
                     origin,
-                    message: e.to_string().trim_end().to_string(),
+                    message: one_line_toml_error(&text, &e),
                 })?
         }
         None => toml::Table::new(),
@@ -367,9 +367,13 @@ pub fn load(
     let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
         |e: serde_path_to_error::Error<toml::de::Error>| {
             let key = e.path().to_string();
+            let mut message = e.into_inner().message().to_string();
+            if key == "server.bind" {
+                message.push_str(" (expected IP:port, e.g. 127.0.0.1:8000 or [::1]:8000; host names are not resolved)");
+            }
             ConfigError::Value {
                 origin: origin_of(&key),
-                message: e.into_inner().message().to_string(),
+                message,
                 key,
             }
         },
@@ -383,6 +387,18 @@ pub fn load(
         config,
         file: file.map(Path::to_path_buf),
     })
+}
+
+/// toml's message draws the offending line over several lines; keep it to
+/// one: the reason and the line number.
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message().trim())
+        }
+        None => e.message().trim().to_string(),
+    }
 }
 
 /// `MLAPI_SERVER_MAX_BODY_BYTES` → (`server`, `max_body_bytes`), only for real settings.
@@ -572,6 +588,24 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return Err(("log.level", format!("not a valid log filter: {e}")));
     }
+    // EnvFilter reads a bare word as a target name, so `loud` would silence
+    // everything; bare words must be levels.
+    for directive in c
+        .log
+        .level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        let known = ["trace", "debug", "info", "warn", "error", "off"];
+        if !known.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err((
+                "log.level",
+                format!("{directive:?}: use a level (trace, debug, info, warn, error, off), optionally per target (mlapi=debug)"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -760,6 +794,7 @@ mod tests {
             ("[redis]\nurl = \"http://localhost\"\n", "redis.url"),
             ("[redis]\nprefix = \"\"\n", "redis.prefix"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
             (
                 "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
                 "server.trusted_proxies",

@@ -86,7 +86,17 @@ impl Store {
             path: path.to_path_buf(),
             message,
         };
+        if path.is_dir() {
+            return Err(open_err(
+                "is a directory; give the path of a database file".into(),
+            ));
+        }
         create_private_file(path).map_err(|e| open_err(e.to_string()))?;
+        // One direct connection first: a file that is not a database fails
+        // here at once with SQLite's own reason, not after a pool timeout.
+        Connection::open(path)
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
+            .map_err(|e| open_err(e.to_string()))?;
 
         let manager = SqliteConnectionManager::file(path).with_init(move |c| {
             c.busy_timeout(busy_timeout)?;

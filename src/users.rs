@@ -302,18 +302,22 @@ pub async fn update(app: &Arc<App>, who: &str, change: Change, actor: &Actor) ->
                         set("tier = ?2", tier)?;
                         (Action::UserTierChange, format!("tier {} -> {tier}", user.tier))
                     }
-                    Change::Disabled(disabled) => {
-                        set("disabled = ?2", disabled)?;
-                        let action = if *disabled { Action::UserDisable } else { Action::UserEnable };
-                        (action, String::new())
+                    Change::Disabled(true) => {
+                        // Disabling ends every session for good: re-enabling
+                        // must not bring a thief's tokens back.
+                        set("disabled = ?2, tokens_valid_after = ?3", &true)?;
+                        end_sessions(tx, &user.id, "disabled", now, rev)?;
+                        (Action::UserDisable, "all sessions ended".to_string())
+                    }
+                    Change::Disabled(false) => {
+                        set("disabled = ?2", &false)?;
+                        clear_lockout(tx, &user.username)?;
+                        (Action::UserEnable, String::new())
                     }
                     Change::PasswordHash(hash) => {
                         set("password_hash = ?2, tokens_valid_after = ?3", hash)?;
-                        tx.execute(
-                            "UPDATE sessions SET revoked_at = ?2, revoked_reason = 'password_change', rev = ?3
-                             WHERE user_id = ?1 AND revoked_at IS NULL",
-                            params![user.id, now, rev],
-                        )?;
+                        end_sessions(tx, &user.id, "password_change", now, rev)?;
+                        clear_lockout(tx, &user.username)?;
                         (Action::AuthnPasswordChange, "all sessions ended".to_string())
                     }
                 };
@@ -325,6 +329,29 @@ pub async fn update(app: &Arc<App>, who: &str, change: Change, actor: &Actor) ->
         .await?;
     app.refresh_directory().await;
     user.ok_or_else(|| not_found(who))
+}
+
+fn end_sessions(
+    tx: &Connection,
+    user_id: &str,
+    reason: &str,
+    now: i64,
+    rev: i64,
+) -> std::result::Result<(), StoreError> {
+    tx.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3, rev = ?4 WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![user_id, now, reason, rev],
+    )?;
+    Ok(())
+}
+
+/// An operator's enable or password reset also lifts a login lockout.
+fn clear_lockout(tx: &Connection, username: &str) -> std::result::Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM login_failures WHERE username_key = ?1",
+        [username_key(username)],
+    )?;
+    Ok(())
 }
 
 /// Checks a new password against the policy, hashes it and stores it.

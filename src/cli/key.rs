@@ -147,7 +147,7 @@ fn row(k: &KeyInfo) -> Vec<String> {
 /// `KEY=$(mlapi key create … -q)`.
 fn print_created(key: &CreatedKey, out: &Output) -> Result<(), CliError> {
     if out.quiet && out.format == Format::Table {
-        println!("{}", key.api_key);
+        output::print_line(&key.api_key);
         return Ok(());
     }
     out.emit(

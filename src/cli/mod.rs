@@ -35,7 +35,8 @@ use output::{Format, Output};
         Configuration: --config, else $MLAPI_CONFIG, else /etc/mlapi/mlapi.toml, else the user \
         config dir (mlapi/mlapi.toml); every key can be overridden with MLAPI_<SECTION>_<KEY>.\n\n\
         Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found, 4 conflict.",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    propagate_version = true
 )]
 pub struct Cli {
     /// Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir).
@@ -81,6 +82,7 @@ pub enum Command {
         /// Only this action (e.g. authn_login_fail).
         #[arg(long)]
         action: Option<String>,
+        /// At most this many events (newest first).
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -218,11 +220,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             config_show(&loaded, &out)
         }
         Command::User(command) => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
+            // Only `user add` may create a fresh database (the first admin).
+            let may_create = matches!(command, user::UserCommand::Add { .. });
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
             runtime.block_on(user::run(&app, command, &out))
         }
         Command::Key(command) => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
             runtime.block_on(key::run(&app, command, &out))
         }
         Command::Audit {
@@ -231,7 +235,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             action,
             limit,
         } => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides)?;
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
             runtime.block_on(user::audit_log(&app, since, user, action, limit, &out))
         }
         Command::Serve(_) => {
@@ -258,8 +262,18 @@ fn load_config(flag: Option<&Path>, overrides: &Overrides) -> Result<config::Loa
 fn open_app(
     flag: Option<&Path>,
     overrides: Overrides,
+    may_create: bool,
 ) -> Result<(Arc<App>, tokio::runtime::Runtime), CliError> {
     let loaded = load_config(flag, &overrides)?;
+    let db = loaded.config.database_path();
+    if !may_create && !db.exists() {
+        // Reading from a database that does not exist is almost always the
+        // wrong --db, --config, user or $STATE_DIRECTORY; never create one here.
+        return Err(CliError::Failed(format!(
+            "no database at {}: check --db/--config (or run as the daemon's user); `mlapi user add` creates one",
+            db.display()
+        )));
+    }
     logging::init(&loaded.config.log, "warn");
     let app = App::open(loaded, overrides, 2)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

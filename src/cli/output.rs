@@ -35,12 +35,29 @@ impl Output {
             Format::Json => {
                 let text = serde_json::to_string_pretty(&json())
                     .map_err(|e| CliError::Failed(e.to_string()))?;
-                println!("{text}");
+                print_line(&text);
             }
             Format::Table if self.quiet => {}
-            Format::Table => println!("{}", table()),
+            Format::Table => print_line(&table()),
         }
         Ok(())
+    }
+}
+
+/// Prints one line to stdout. When the reader has gone away (`| head`), exits
+/// quietly with 0 instead of panicking, as Unix tools do.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "mlapi: error: cannot write to stdout: {e}"
+        );
+        std::process::exit(1);
     }
 }
 

@@ -17,9 +17,12 @@ pub enum UserCommand {
     /// Create an account. The password comes from a hidden prompt on a
     /// terminal, or from stdin with --password-stdin.
     Add {
+        /// 3 to 50 characters of A-Z, a-z, 0-9 and _; unique regardless of case.
         username: String,
+        /// The account's email address (unique).
         #[arg(long)]
         email: String,
+        /// admin, manager or user.
         #[arg(long, value_enum, default_value_t = Role::User)]
         role: Role,
         /// Rate-limit tier (default: auth.default_tier).
@@ -36,8 +39,11 @@ pub enum UserCommand {
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
-    /// Show one account (by username or id).
-    Show { user: String },
+    /// Show one account.
+    Show {
+        /// Username or id.
+        user: String,
+    },
     /// Disable an account: its tokens and keys stop working within a second.
     Disable {
         user: String,
@@ -155,7 +161,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 fn print_user(user: &User, out: &Output, id_when_quiet: bool) -> Result<(), CliError> {
     if out.quiet && out.format == output::Format::Table {
         if id_when_quiet {
-            println!("{}", user.id);
+            output::print_line(&user.id);
         }
         return Ok(());
     }

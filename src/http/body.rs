@@ -92,12 +92,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 pub fn decode_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_urlencoded::from_bytes(bytes).map_err(|e| {
         let message = e.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.starts_with("missing field"))
-            .unwrap_or("")
-            .to_string();
+        let field = missing_field(&message).unwrap_or_default();
         ApiError::Validation(vec![FieldError { field, message }])
     })
 }
@@ -169,6 +164,20 @@ where
 /// Decodes JSON, separating malformed documents (400) from well-formed ones
 /// with the wrong shape (422, naming the field).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every mlapi request body is an object; serde would otherwise also
+    // accept a struct written as an array.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        return Err(if well_formed {
+            ApiError::Validation(vec![FieldError {
+                field: String::new(),
+                message: "the body must be a JSON object".into(),
+            }])
+        } else {
+            ApiError::BadRequest("malformed JSON".into())
+        });
+    }
     // Well-formedness first (cheap: nothing is allocated), so a broken
     // document is always a 400 whatever shape the endpoint expects.
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -188,7 +197,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match inner.classify() {
             Category::Data if !is_structure_error(&message) => {
                 ApiError::Validation(vec![FieldError {
-                    field: if path == "." { String::new() } else { path },
+                    field: match (path.as_str(), missing_field(&message)) {
+                        (".", Some(name)) => name,
+                        (".", None) => String::new(),
+                        (_, Some(name)) => format!("{path}.{name}"),
+                        _ => path,
+                    },
                     message,
                 }])
             }
@@ -203,6 +217,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::BadRequest("malformed JSON: trailing characters after the document".into())
     })?;
     Ok(value)
+}
+
+/// serde names a missing field only in its message: "missing field `x`".
+fn missing_field(message: &str) -> Option<String> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string)
 }
 
 /// Unknown or repeated fields are a malformed request (400), not a value a
@@ -247,8 +269,11 @@ mod tests {
         let mut closed = vec![b'['; 5_000];
         closed.extend(vec![b']'; 5_000]);
         assert_eq!(status(&closed), 422);
+        let mut wrapped = b"{\"a\":".to_vec();
+        wrapped.extend(&closed);
+        wrapped.push(b'}');
         assert_eq!(
-            decode::<serde_json::Value>(&closed).unwrap_err().status(),
+            decode::<serde_json::Value>(&wrapped).unwrap_err().status(),
             400
         );
         match decode::<Req>(br#"{"name":"a","count":-1}"#).unwrap_err() {
@@ -257,7 +282,8 @@ mod tests {
         }
         match decode::<Req>(br#"{}"#).unwrap_err() {
             ApiError::Validation(errors) => {
-                assert!(errors[0].message.contains("missing field `name`"))
+                assert!(errors[0].message.contains("missing field `name`"));
+                assert_eq!(errors[0].field, "name");
             }
             other => panic!("expected 422, got {other:?}"),
         }

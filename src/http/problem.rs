@@ -96,10 +96,7 @@ impl From<Error> for ApiError {
                 detail,
                 scope: None,
             },
-            Error::InvalidScope(_) => ApiError::Forbidden {
-                detail: e.to_string(),
-                scope: None,
-            },
+            Error::InvalidScope(_) => ApiError::BadRequest(e.to_string()),
             Error::Locked { retry_after } | Error::RateLimited { retry_after } => {
                 ApiError::TooManyRequests {
                     detail: e.to_string(),

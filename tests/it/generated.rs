@@ -1,5 +1,5 @@
 //! The committed completions/ and man/ must match the CLI. After changing the
-//! CLI, regenerate them with `MLAPI_BLESS=1 cargo test --test it generated`.
+//! CLI, regenerate them with `UPDATE_GENERATED=1 cargo test --test it generated`.
 
 use std::path::Path;
 
@@ -24,7 +24,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn completions_and_man_pages_match_the_cli() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if std::env::var_os("MLAPI_BLESS").is_some() {
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
         for dir in ["completions", "man"] {
             let _ = std::fs::remove_dir_all(root.join(dir));
         }
@@ -39,12 +39,12 @@ fn completions_and_man_pages_match_the_cli() {
         assert_eq!(
             names(&committed),
             names(&generated),
-            "{dir}/ is out of date: run MLAPI_BLESS=1 cargo test --test it generated"
+            "{dir}/ is out of date: run UPDATE_GENERATED=1 cargo test --test it generated"
         );
         for ((name, a), (_, b)) in committed.iter().zip(&generated) {
             assert!(
                 a == b,
-                "{dir}/{name} is out of date: run MLAPI_BLESS=1 cargo test --test it generated"
+                "{dir}/{name} is out of date: run UPDATE_GENERATED=1 cargo test --test it generated"
             );
         }
     }

@@ -235,6 +235,16 @@ fn registration_validates_and_refuses_duplicates() {
         &json!({"username":"bademail","email":"nope","password":PASSWORD}),
     );
     assert_eq!(r.problem(422)["errors"][0]["field"], "email");
+    // Structs written as arrays are not objects.
+    let r = send_body(
+        d.request("POST", "/api/v1/auth/register")
+            .set("Content-Type", "application/json"),
+        r#"["arr", "arr@example.com", "SecurePass123!"]"#,
+    );
+    assert_eq!(
+        r.problem(422)["errors"][0]["message"],
+        "the body must be a JSON object"
+    );
     // Mass assignment: a role in the body is refused outright.
     let r = post_json(
         &d,
@@ -731,9 +741,13 @@ fn lockout_after_five_failures_is_identical_for_unknown_users() {
         10
     );
 
-    // A lock is not forever.
+    // An operator can lift a lock at once (enable or passwd); otherwise it
+    // ends by itself.
+    let out = setup.cli(&["user", "enable", "testuser"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(login(&d, "testuser", PASSWORD).status, 200);
     eventually(Duration::from_secs(6), || {
-        login(&d, "testuser", PASSWORD).status == 200
+        login(&d, "nosuchuser", PASSWORD).status == 401
     });
 }
 
@@ -935,6 +949,14 @@ fn scopes_roles_and_admin_routes() {
     let out = setup.cli(&["user", "enable", "victim"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(login(&d, "victim", PASSWORD).status, 200);
+    // Re-enabling does not bring the old sessions back.
+    assert_eq!(get_with(&d, "/api/v1/users/me", &victim_access).status, 401);
+    post_json(
+        &d,
+        "/api/v1/auth/refresh",
+        &json!({"refresh_token": victim_refresh}),
+    )
+    .problem(401);
 
     let events = audit_json(&setup, &[]);
     for (action, target) in [
@@ -1135,6 +1157,25 @@ fn weak_or_exposed_signing_secrets_are_refused() {
 
     let setup = Setup::new("");
     let out = setup.cli(&["user", "list"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "reading never creates a database"
+    );
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+    assert!(!setup.db().exists());
+    let out = cli_with_stdin(
+        &setup,
+        &[
+            "user",
+            "add",
+            "first",
+            "--email",
+            "f@example.com",
+            "--password-stdin",
+        ],
+        "SecurePass123!\n",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let key = setup.dir.path().join("jwt-hs256.key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();

@@ -23,7 +23,12 @@ fn bad_config_is_refused_before_anything_starts() {
     let setup = Setup::new("[server\nbind = 1");
     let out = setup.cli(&["serve"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("invalid TOML"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid TOML: line 4: unclosed table"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 
     let setup = Setup::new("");
     let out = crate::harness::mlapi()
