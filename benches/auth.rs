@@ -27,7 +27,7 @@ fn app(dir: &std::path::Path) -> Arc<App> {
         ),
     ];
     let loaded = config::load(None, env, &Overrides::default()).expect("bench config");
-    App::open(loaded, Overrides::default(), 4).expect("open app")
+    App::open(loaded, Overrides::default(), 4, false).expect("open app")
 }
 
 fn bench(c: &mut Criterion) {

@@ -15,6 +15,7 @@ use crate::auth::passwords::Hasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{self, Config, CorsConfig, Overrides};
 use crate::keys::{Pepper, Usage};
+use crate::models::{LoadError, Registry};
 use crate::ratelimit::{Limiter, Quota};
 use crate::secrets::SecretError;
 use crate::store::{Store, StoreError};
@@ -35,6 +36,8 @@ pub struct App {
     pub pepper: Pepper,
     /// API-key usage counted in memory, flushed in batches.
     pub usage: Usage,
+    /// The models; loaded only by the daemon (`App::open` with `serve`).
+    models: Option<Registry>,
     /// Accounts and revocations in memory; see `auth::directory`.
     pub directory: Directory,
     /// Per-client-IP limit on unauthenticated routes (login, register, token).
@@ -50,6 +53,8 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Model(#[from] LoadError),
 }
 
 /// One dependency's state in `/ready`.
@@ -67,8 +72,14 @@ impl App {
         loaded: config::Loaded,
         overrides: Overrides,
         max_connections: u32,
+        serve: bool,
     ) -> Result<Arc<Self>, OpenError> {
         let config = loaded.config;
+        let models = if serve {
+            Some(Registry::load(&config)?)
+        } else {
+            None
+        };
         let busy = Duration::from_millis(config.database.busy_timeout_ms);
         let db_path = config.database_path();
         let store = Store::open(&db_path, busy, max_connections)?;
@@ -98,6 +109,7 @@ impl App {
             tokens,
             pepper,
             usage: Usage::default(),
+            models,
             directory,
             anonymous_limiter,
             started: Instant::now(),
@@ -123,6 +135,13 @@ impl App {
         if let Err(e) = self.blocking(|app| app.directory.refresh(&app.store)).await {
             tracing::warn!(error = %e, "directory refresh failed; will retry");
         }
+    }
+
+    /// The model registry. Only the daemon loads models.
+    pub fn models(&self) -> &Registry {
+        self.models
+            .as_ref()
+            .expect("models are loaded by `mlapi serve`")
     }
 
     pub fn cors(&self) -> Arc<CorsConfig> {
@@ -200,7 +219,28 @@ impl App {
             })
         };
         let (database, redis) = tokio::join!(database, redis);
-        std::iter::once(database).chain(redis).collect()
+        let models = self.models.as_ref().map(|registry| {
+            let problems = registry.problems();
+            let serving: Vec<String> = registry
+                .list()
+                .iter()
+                .map(|m| format!("{} {}", m.name, m.version))
+                .collect();
+            Check {
+                name: "models",
+                // A failed reload keeps the previous version serving: still ready.
+                ok: true,
+                detail: if problems.is_empty() {
+                    format!("serving {}", serving.join(", "))
+                } else {
+                    problems.join("; ")
+                },
+            }
+        });
+        std::iter::once(database)
+            .chain(redis)
+            .chain(models)
+            .collect()
     }
 
     /// Re-reads the config file and environment (SIGHUP). Settings that can
@@ -227,6 +267,14 @@ impl App {
         for (name, changed) in sections {
             if changed {
                 restart_needed.push(name);
+            }
+        }
+        if let Some(models) = &self.models {
+            if fresh.inference != old.inference {
+                restart_needed.push("inference");
+            }
+            for failure in models.reload(&fresh) {
+                tracing::error!(error = %failure, "model not reloaded; the previous version keeps serving");
             }
         }
         *self.live.write().expect("live config lock") = Arc::new(fresh.cors);

@@ -28,6 +28,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ratelimit: RateLimitConfig,
     pub cors: CorsConfig,
+    pub inference: InferenceConfig,
+    /// With none, the bundled demo model serves as `demo`.
+    pub models: Vec<ModelConfig>,
     pub log: LogConfig,
     pub debug: DebugConfig,
 }
@@ -94,6 +97,65 @@ impl Default for RedisConfig {
         Self {
             url: String::new(),
             prefix: "mlapi:".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Most `instances` in one v2 request.
+    pub max_batch: u32,
+    /// Longer inferences answer 504.
+    pub timeout_ms: u64,
+    /// Inferences running at once (each on a blocking thread).
+    pub max_concurrent: u32,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 100,
+            timeout_ms: 2000,
+            max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+        }
+    }
+}
+
+/// One `[[models]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    /// The ONNX file; relative paths are taken from the config file's directory.
+    pub path: String,
+    /// Class names, in the order of the model's probability output.
+    pub labels: Vec<String>,
+    pub input_size: usize,
+    pub default: bool,
+    pub cache_ttl_secs: u64,
+    /// Shown as `model_version`; without it, the first 12 hex digits of the file's SHA-256.
+    pub version: Option<String>,
+    pub features: Option<Vec<String>>,
+    /// `[min, max]` per feature; values outside are refused with 422.
+    pub feature_bounds: Option<Vec<(f64, f64)>>,
+    /// The occlusion baseline per feature (default: zeros).
+    pub baseline: Option<Vec<f64>>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            path: String::new(),
+            labels: Vec::new(),
+            input_size: 0,
+            default: false,
+            cache_ttl_secs: 300,
+            version: None,
+            features: None,
+            feature_bounds: None,
+            baseline: None,
         }
     }
 }
@@ -215,6 +277,8 @@ impl Default for LogConfig {
 pub struct DebugConfig {
     /// Mounts `/debug/sleep`, `/debug/panic` and `/debug/echo`.
     pub test_routes: bool,
+    /// Adds this delay to every inference (to test timeouts and isolation).
+    pub inference_delay_ms: u64,
 }
 
 /// Where a value came from, so an error can point at the right place.
@@ -383,6 +447,14 @@ pub fn load(
         key: key.to_string(),
         message,
     })?;
+    let mut config = config;
+    if let Some(dir) = file.and_then(Path::parent) {
+        for model in &mut config.models {
+            if Path::new(&model.path).is_relative() {
+                model.path = dir.join(&model.path).display().to_string();
+            }
+        }
+    }
     Ok(Loaded {
         config,
         file: file.map(Path::to_path_buf),
@@ -588,6 +660,25 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return Err(("log.level", format!("not a valid log filter: {e}")));
     }
+    let inf = &c.inference;
+    if inf.max_batch == 0 || inf.max_batch > 10_000 {
+        return Err(("inference.max_batch", "must be between 1 and 10000".into()));
+    }
+    if !(10..=600_000).contains(&inf.timeout_ms) {
+        return Err((
+            "inference.timeout_ms",
+            "must be between 10 and 600000".into(),
+        ));
+    }
+    if inf.max_concurrent == 0 || inf.max_concurrent > 256 {
+        return Err((
+            "inference.max_concurrent",
+            "must be between 1 and 256".into(),
+        ));
+    }
+    if let Err(message) = check_models(&c.models) {
+        return Err(("models", message));
+    }
     // EnvFilter reads a bare word as a target name, so `loud` would silence
     // everything; bare words must be levels.
     for directive in c
@@ -605,6 +696,60 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
                 format!("{directive:?}: use a level (trace, debug, info, warn, error, off), optionally per target (mlapi=debug)"),
             ));
         }
+    }
+    Ok(())
+}
+
+fn check_models(models: &[ModelConfig]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for (i, m) in models.iter().enumerate() {
+        let at = |what: &str| format!("[{i}] ({:?}): {what}", m.name);
+        let name_ok = !m.name.is_empty()
+            && m.name.len() <= 64
+            && m.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !name_ok {
+            return Err(at(
+                "name must be 1 to 64 characters of A-Z, a-z, 0-9, _, - and .",
+            ));
+        }
+        if !names.insert(m.name.as_str()) {
+            return Err(at("another model has this name"));
+        }
+        if m.path.is_empty() {
+            return Err(at("path is required"));
+        }
+        if m.labels.len() < 2 {
+            return Err(at("labels needs at least two class names"));
+        }
+        if m.input_size == 0 || m.input_size > 100_000 {
+            return Err(at("input_size must be between 1 and 100000"));
+        }
+        let n = m.input_size;
+        if m.features.as_ref().is_some_and(|f| f.len() != n) {
+            return Err(at("features must have input_size names"));
+        }
+        if let Some(bounds) = &m.feature_bounds {
+            if bounds.len() != n
+                || bounds
+                    .iter()
+                    .any(|(lo, hi)| !(lo.is_finite() && hi.is_finite() && lo <= hi))
+            {
+                return Err(at(
+                    "feature_bounds must have input_size finite [min, max] pairs with min <= max",
+                ));
+            }
+        }
+        if m.baseline
+            .as_ref()
+            .is_some_and(|b| b.len() != n || b.iter().any(|v| !v.is_finite()))
+        {
+            return Err(at("baseline must have input_size finite values"));
+        }
+    }
+    if models.iter().filter(|m| m.default).count() > 1 {
+        return Err("only one model may be the default".into());
     }
     Ok(())
 }

@@ -56,7 +56,8 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
-fn describe(errors: &[FieldError]) -> String {
+/// `field: message; field: message`, for one-line error details.
+pub fn describe(errors: &[FieldError]) -> String {
     errors
         .iter()
         .map(|e| {

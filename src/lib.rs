@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod logging;
+pub mod models;
 pub mod ratelimit;
 pub mod secrets;
 pub mod server;

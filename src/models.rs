@@ -7,7 +7,6 @@
 //! Knows nothing of HTTP or users; `http::predict` adapts it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,14 +16,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 
-use crate::config::{Config, InferenceConfig, ModelConfig};
+use crate::config::{Config, ModelConfig};
 use crate::error::FieldError;
 
 /// The bundled demo model (see models/README.md) and its metadata.
 const BUNDLED_ONNX: &[u8] = include_bytes!("../models/demo.onnx");
 const BUNDLED_META: &str = include_str!("../models/demo.json");
 
-type Plan = TypedSimplePlan<TypedModel>;
+type Plan = Arc<TypedSimplePlan>;
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +119,8 @@ impl Model {
             name: config.name.clone(),
             message,
         };
-        let bytes = std::fs::read(&config.path).map_err(|e| err(format!("cannot read {}: {e}", config.path)))?;
+        let bytes = std::fs::read(&config.path)
+            .map_err(|e| err(format!("cannot read {}: {e}", config.path)))?;
         let features = config.features.clone().unwrap_or_default();
         let baseline = config
             .baseline
@@ -145,16 +145,26 @@ impl Model {
     }
 
     fn bundled(cache_ttl_secs: u64) -> Result<Model, LoadError> {
-        let meta: serde_json::Value = serde_json::from_str(BUNDLED_META).expect("bundled metadata is JSON");
+        let meta: serde_json::Value =
+            serde_json::from_str(BUNDLED_META).expect("bundled metadata is JSON");
         let strings = |key: &str| -> Vec<String> {
             meta[key]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let bounds = meta["feature_bounds"].as_array().map(|a| {
             a.iter()
-                .map(|pair| (pair[0].as_f64().unwrap_or(f64::MIN), pair[1].as_f64().unwrap_or(f64::MAX)))
+                .map(|pair| {
+                    (
+                        pair[0].as_f64().unwrap_or(f64::MIN),
+                        pair[1].as_f64().unwrap_or(f64::MAX),
+                    )
+                })
                 .collect()
         });
         let baseline = meta["training_mean"]
@@ -216,20 +226,28 @@ impl Model {
             probabilities_output: 0,
         };
         if model.baseline.len() != input_size {
-            return Err(format!("baseline has {} values, input_size is {input_size}", model.baseline.len()));
+            return Err(format!(
+                "baseline has {} values, input_size is {input_size}",
+                model.baseline.len()
+            ));
         }
         // A probe row proves the model runs and finds the probabilities output.
-        let outputs = model
-            .run_raw(&[vec![0.0; input_size]])
-            .map_err(|e| format!("a probe inference failed (is input_size {input_size} right?): {e}"))?;
+        let outputs = model.run_raw(&[vec![0.0; input_size]]).map_err(|e| {
+            format!("a probe inference failed (is input_size {input_size} right?): {e}")
+        })?;
         model.probabilities_output = outputs
             .iter()
-            .position(|t| t.datum_type() == f32::datum_type() && t.shape() == [1, model.labels.len()])
+            .position(|t| {
+                t.datum_type() == f32::datum_type() && t.shape() == [1, model.labels.len()]
+            })
             .ok_or_else(|| {
                 format!(
                     "no float output of shape [N, {}] (one probability per label) among {:?}",
                     model.labels.len(),
-                    outputs.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>()
+                    outputs
+                        .iter()
+                        .map(|t| t.shape().to_vec())
+                        .collect::<Vec<_>>()
                 )
             })?;
         Ok(model)
@@ -243,7 +261,9 @@ impl Model {
 
     /// Class probabilities for each row (blocking).
     pub fn probabilities(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, InferenceError> {
-        let outputs = self.run_raw(rows).map_err(|e| InferenceError::Failed(e.to_string()))?;
+        let outputs = self
+            .run_raw(rows)
+            .map_err(|e| InferenceError::Failed(e.to_string()))?;
         let probs = outputs[self.probabilities_output]
             .to_plain_array_view::<f32>()
             .map_err(|e| InferenceError::Failed(e.to_string()))?;
@@ -255,9 +275,14 @@ impl Model {
 
     /// Predictions for `rows`, with explanations when asked: every row and
     /// all its occluded variants go through the model in one call.
-    pub fn predict(&self, rows: &[Vec<f32>], explain: bool) -> Result<Vec<Prediction>, InferenceError> {
+    pub fn predict(
+        &self,
+        rows: &[Vec<f32>],
+        explain: bool,
+    ) -> Result<Vec<Prediction>, InferenceError> {
         let d = self.input_size;
-        let mut batch: Vec<Vec<f32>> = Vec::with_capacity(rows.len() * if explain { d + 1 } else { 1 });
+        let mut batch: Vec<Vec<f32>> =
+            Vec::with_capacity(rows.len() * if explain { d + 1 } else { 1 });
         for row in rows {
             batch.push(row.clone());
             if explain {
@@ -295,11 +320,21 @@ impl Model {
     }
 
     /// Checks one row against the model; errors name `field[index]`.
-    pub fn check_row(&self, field: &str, values: &[f64], errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
+    pub fn check_row(
+        &self,
+        field: &str,
+        values: &[f64],
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Vec<f32>> {
         if values.len() != self.input_size {
             errors.push(FieldError::new(
                 field,
-                format!("expected {} values for model {:?}, got {}", self.input_size, self.name, values.len()),
+                format!(
+                    "expected {} values for model {:?}, got {}",
+                    self.input_size,
+                    self.name,
+                    values.len()
+                ),
             ));
             return None;
         }
@@ -307,7 +342,10 @@ impl Model {
         for (i, v) in values.iter().enumerate() {
             let (lo, hi) = self.bounds.as_ref().map_or((f64::MIN, f64::MAX), |b| b[i]);
             if !v.is_finite() || (*v as f32).is_infinite() {
-                errors.push(FieldError::new(&format!("{field}[{i}]"), "must be a finite number"));
+                errors.push(FieldError::new(
+                    &format!("{field}[{i}]"),
+                    "must be a finite number",
+                ));
             } else if *v < lo || *v > hi {
                 errors.push(FieldError::new(
                     &format!("{field}[{i}]"),
@@ -399,11 +437,23 @@ impl Registry {
             };
             match loaded {
                 Ok(model) => {
-                    entries.insert(c.name.clone(), Entry { model: Arc::new(model), reload_error: None });
+                    entries.insert(
+                        c.name.clone(),
+                        Entry {
+                            model: Arc::new(model),
+                            reload_error: None,
+                        },
+                    );
                 }
                 Err(e) => {
                     if let Some(old) = self.get(&c.name) {
-                        entries.insert(c.name.clone(), Entry { model: old, reload_error: Some(e.message.clone()) });
+                        entries.insert(
+                            c.name.clone(),
+                            Entry {
+                                model: old,
+                                reload_error: Some(e.message.clone()),
+                            },
+                        );
                     }
                     failures.push(e);
                 }
@@ -421,7 +471,11 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Model>> {
-        self.entries.read().expect("registry lock").get(name).map(|e| Arc::clone(&e.model))
+        self.entries
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .map(|e| Arc::clone(&e.model))
     }
 
     pub fn default_model(&self) -> Arc<Model> {
@@ -435,14 +489,19 @@ impl Registry {
             .read()
             .expect("registry lock")
             .values()
-            .map(|e| e.model.info(e.model.name == default, e.reload_error.clone()))
+            .map(|e| {
+                e.model
+                    .info(e.model.name == default, e.reload_error.clone())
+            })
             .collect()
     }
 
     pub fn info(&self, name: &str) -> Option<ModelInfo> {
         let default = self.default.read().expect("registry lock").clone();
         let entries = self.entries.read().expect("registry lock");
-        entries.get(name).map(|e| e.model.info(name == default, e.reload_error.clone()))
+        entries
+            .get(name)
+            .map(|e| e.model.info(name == default, e.reload_error.clone()))
     }
 
     /// Reload errors, for `/ready`.
@@ -451,13 +510,25 @@ impl Registry {
             .read()
             .expect("registry lock")
             .values()
-            .filter_map(|e| e.reload_error.as_ref().map(|err| format!("{}: reload failed ({err}); serving {}", e.model.name, e.model.version)))
+            .filter_map(|e| {
+                e.reload_error.as_ref().map(|err| {
+                    format!(
+                        "{}: reload failed ({err}); serving {}",
+                        e.model.name, e.model.version
+                    )
+                })
+            })
             .collect()
     }
 
     /// Runs `model` on `rows` on the blocking pool: at most
     /// `inference.max_concurrent` at once, each bounded by `inference.timeout_ms`.
-    pub async fn predict(&self, model: Arc<Model>, rows: Vec<Vec<f32>>, explain: bool) -> Result<Vec<Prediction>, InferenceError> {
+    pub async fn predict(
+        &self,
+        model: Arc<Model>,
+        rows: Vec<Vec<f32>>,
+        explain: bool,
+    ) -> Result<Vec<Prediction>, InferenceError> {
         let permit = tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| InferenceError::Busy)?
@@ -475,7 +546,9 @@ impl Registry {
         });
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(InferenceError::Failed(format!("inference task failed: {e}"))),
+            Ok(Err(e)) => Err(InferenceError::Failed(format!(
+                "inference task failed: {e}"
+            ))),
             Err(_) => Err(InferenceError::Timeout(self.timeout.as_millis() as u64)),
         }
     }
@@ -515,15 +588,6 @@ fn load_all(config: &Config) -> Result<(Vec<Model>, String), LoadError> {
     Ok((models, default_name(&configs).expect("at least one model")))
 }
 
-/// Resolves a model path relative to the config file's directory.
-pub fn resolve_path(path: &str, config_file: Option<&Path>) -> PathBuf {
-    let p = Path::new(path);
-    match config_file.and_then(Path::parent) {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_path_buf(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,7 +604,14 @@ mod tests {
         assert!(rows.len() >= 10);
         let inputs: Vec<Vec<f32>> = rows
             .iter()
-            .map(|r| r["features"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+            .map(|r| {
+                r["features"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect()
+            })
             .collect();
         let probs = model.probabilities(&inputs).unwrap();
         for (row, p) in rows.iter().zip(&probs) {
@@ -564,7 +635,10 @@ mod tests {
         ];
         let batch = model.predict(&rows, true).unwrap();
         for (row, together) in rows.iter().zip(&batch) {
-            let alone = model.predict(std::slice::from_ref(row), true).unwrap().remove(0);
+            let alone = model
+                .predict(std::slice::from_ref(row), true)
+                .unwrap()
+                .remove(0);
             assert_eq!(alone.prediction, together.prediction);
             assert!((alone.confidence - together.confidence).abs() < 1e-6);
             let explanation = together.explanation.as_ref().unwrap();

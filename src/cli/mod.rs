@@ -241,7 +241,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(_) => {
             let loaded = load_config(cli.config.as_deref(), &overrides)?;
             logging::init(&loaded.config.log, "info");
-            let app = App::open(loaded, overrides, 16)?;
+            let app = App::open(loaded, overrides, 16, true)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("mlapi-worker")
@@ -275,7 +275,7 @@ fn open_app(
         )));
     }
     logging::init(&loaded.config.log, "warn");
-    let app = App::open(loaded, overrides, 2)?;
+    let app = App::open(loaded, overrides, 2, false)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

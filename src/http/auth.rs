@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::keys;
 use crate::users::{self, Change, User};
 
-fn with_app(
+pub(super) fn with_app(
     app: &Arc<App>,
 ) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
     let app = Arc::clone(app);
@@ -31,7 +31,8 @@ fn with_app(
 }
 
 /// The request's id and client address, as set by the middleware.
-fn context() -> impl Filter<Extract = (RequestContext,), Error = std::convert::Infallible> + Clone {
+pub(super) fn context(
+) -> impl Filter<Extract = (RequestContext,), Error = std::convert::Infallible> + Clone {
     warp::ext::optional::<RequestContext>().map(|ctx: Option<RequestContext>| {
         ctx.unwrap_or_else(|| RequestContext {
             request_id: String::new(),
@@ -90,7 +91,7 @@ fn require_session(p: &Principal) -> Result<(), ApiError> {
 }
 
 /// Checks a scope, auditing a refusal (`authz_fail`).
-async fn authorize(
+pub(super) async fn authorize(
     app: &Arc<App>,
     p: &Principal,
     scope: Scope,
@@ -126,7 +127,7 @@ fn limit_anonymous(app: &App, ctx: &RequestContext) -> Result<(), Error> {
     }
 }
 
-fn reply(result: Result<Response, ApiError>) -> Response {
+pub(super) fn reply(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
 }
 

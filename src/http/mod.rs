@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod middleware;
 pub mod openapi;
+pub mod predict;
 pub mod problem;
 
 use std::sync::Arc;
@@ -141,6 +142,38 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "Revoke any user's key (scope admin).",
         tag: "admin",
         responses: &[(204, ""), (401, "Problem"), (403, "Problem")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/predict",
+        operation_id: "predictV1",
+        summary: "Predict one input (scope predict:read). JSON {features: [number, …], model?}.",
+        tag: "predict",
+        responses: &[(200, "PredictionV1"), (401, "Problem"), (403, "Problem"), (413, "Problem"), (415, "Problem"), (422, "Problem"), (503, "Problem"), (504, "Problem")],
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v2/predict",
+        operation_id: "predictV2",
+        summary: "Predict one input ({features}) or a batch ({instances}) with confidence, probabilities and an occlusion explanation (explain, default true).",
+        tag: "predict",
+        responses: &[(200, "PredictionV2"), (401, "Problem"), (403, "Problem"), (413, "Problem"), (415, "Problem"), (422, "Problem"), (503, "Problem"), (504, "Problem")],
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/models",
+        operation_id: "listModels",
+        summary: "The served models (scope models:read): name, version, digest, input size, labels, backend, status.",
+        tag: "models",
+        responses: &[(200, ""), (401, "Problem"), (403, "Problem")],
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/models/{name}",
+        operation_id: "getModel",
+        summary: "One model (scope models:read).",
+        tag: "models",
+        responses: &[(200, "Model"), (401, "Problem"), (403, "Problem")],
     },
     RouteSpec {
         method: "GET",
@@ -281,6 +314,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(openapi)
         .unify()
         .or(auth::routes(&app))
+        .unify()
+        .or(predict::routes(&app))
         .unify()
         .boxed();
     if app.config.debug.test_routes {

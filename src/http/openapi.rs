@@ -150,6 +150,54 @@ fn schemas() -> Value {
                 "rotated_from": { "type": ["string", "null"] }
             }
         },
+        "PredictionV1": {
+            "type": "object",
+            "required": ["version", "model", "model_version", "prediction", "cached"],
+            "properties": {
+                "version": { "const": "1.0" },
+                "model": { "type": "string" },
+                "model_version": { "type": "string" },
+                "prediction": { "type": "string" },
+                "cached": { "type": "boolean" }
+            }
+        },
+        "PredictionV2": {
+            "type": "object",
+            "description": "One input: prediction, confidence, probabilities (label → p), explanation {method, baseline, attributions}. A batch: predictions, an array of those.",
+            "required": ["version", "model", "model_version", "cached"],
+            "properties": {
+                "version": { "const": "2.0" },
+                "model": { "type": "string" },
+                "model_version": { "type": "string" },
+                "prediction": { "type": "string" },
+                "confidence": { "type": "number" },
+                "probabilities": { "type": "object", "additionalProperties": { "type": "number" } },
+                "explanation": {
+                    "type": "object",
+                    "properties": {
+                        "method": { "const": "occlusion" },
+                        "baseline": { "type": "array", "items": { "type": "number" } },
+                        "attributions": { "type": "array", "items": { "type": "number" } }
+                    }
+                },
+                "predictions": { "type": "array", "items": { "type": "object" } },
+                "cached": { "type": "boolean" }
+            }
+        },
+        "Model": {
+            "type": "object",
+            "required": ["name", "version", "digest", "input_size", "labels", "backend", "status"],
+            "properties": {
+                "name": { "type": "string" },
+                "version": { "type": "string" },
+                "digest": { "type": "string" },
+                "backend": { "type": "string" },
+                "status": { "type": "string" },
+                "default": { "type": "boolean" },
+                "input_size": { "type": "integer" },
+                "labels": { "type": "array", "items": { "type": "string" } }
+            }
+        },
         "OAuthError": {
             "type": "object",
             "description": "RFC 6749 §5.2 error (token endpoint only).",

@@ -35,7 +35,7 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("request failed validation")]
+    #[error("invalid request: {}", crate::error::describe(.0))]
     Validation(Vec<FieldError>),
     /// 401. `presented`: a credential was sent but refused (RFC 6750 `invalid_token`).
     #[error("{detail}")]
@@ -67,6 +67,9 @@ pub enum ApiError {
         retry_after_secs: u64,
         extra: Map<String, Value>,
     },
+    /// The model did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// The cause is logged by whoever creates this; the client learns nothing.
     #[error("internal error")]
     Internal,
@@ -146,6 +149,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

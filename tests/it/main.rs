@@ -10,4 +10,5 @@ mod http;
 mod identity;
 mod keys;
 mod lifecycle;
+mod predict;
 mod store;

@@ -1,0 +1,316 @@
+//! HTTP adapters for models and predictions: `POST /api/v1/predict`,
+//! `POST /api/v2/predict` (single or batch, with explanations) and the model
+//! listing. Input parsing and validation produce 422s naming each bad field;
+//! inference itself is `models::Registry::predict`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use super::auth::{authorize, context, principal, reply, with_app};
+use super::body;
+use super::middleware::RequestContext;
+use super::problem::{json_response, ApiError, Response, JSON};
+use crate::app::App;
+use crate::auth::scopes::Scope;
+use crate::auth::Principal;
+use crate::error::FieldError;
+use crate::models::{InferenceError, Model, Prediction};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct V1Request {
+    features: Option<Box<RawValue>>,
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct V2Request {
+    features: Option<Box<RawValue>>,
+    instances: Option<Box<RawValue>>,
+    model: Option<String>,
+    explain: Option<bool>,
+}
+
+pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
+    let max = app.config.server.max_body_bytes;
+    let v1 = warp::path!("api" / "v1" / "predict")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .and(body::json::<V1Request>(max))
+        .then(
+            |app: Arc<App>, ctx: RequestContext, p: Principal, req: V1Request| async move {
+                reply(predict_v1(&app, &ctx, &p, req).await)
+            },
+        );
+    let v2 = warp::path!("api" / "v2" / "predict")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .and(body::json::<V2Request>(max))
+        .then(
+            |app: Arc<App>, ctx: RequestContext, p: Principal, req: V2Request| async move {
+                reply(predict_v2(&app, &ctx, &p, req).await)
+            },
+        );
+    let list = warp::path!("api" / "v1" / "models")
+        .and(warp::get())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .then(
+            |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+                reply(
+                    async {
+                        authorize(&app, &p, Scope::ModelsRead, &ctx).await?;
+                        Ok(json_response(
+                            StatusCode::OK,
+                            JSON,
+                            &json!({ "models": app.models().list() }),
+                        ))
+                    }
+                    .await,
+                )
+            },
+        );
+    let one = warp::path!("api" / "v1" / "models" / String)
+        .and(warp::get())
+        .and(with_app(app))
+        .and(context())
+        .and(principal(app))
+        .then(
+            |name: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+                reply(
+                    async {
+                        authorize(&app, &p, Scope::ModelsRead, &ctx).await?;
+                        let info = app
+                            .models()
+                            .info(&name)
+                            .ok_or_else(|| unknown_model(&app, &name))?;
+                        Ok(json_response(StatusCode::OK, JSON, &info))
+                    }
+                    .await,
+                )
+            },
+        );
+    v1.or(v2).unify().or(list).unify().or(one).unify().boxed()
+}
+
+fn unknown_model(app: &App, name: &str) -> ApiError {
+    let names: Vec<String> = app.models().list().into_iter().map(|m| m.name).collect();
+    ApiError::NotFound404(format!(
+        "no model named {name:?}; models: {}",
+        names.join(", ")
+    ))
+}
+
+fn model(app: &App, name: Option<&str>) -> Result<Arc<Model>, ApiError> {
+    match name {
+        None => Ok(app.models().default_model()),
+        Some(name) => app
+            .models()
+            .get(name)
+            .ok_or_else(|| unknown_model(app, name)),
+    }
+}
+
+/// Parses one input row from raw JSON, recording each bad element by index.
+/// Numbers are parsed from their text, so `1e400` becomes infinity (and is
+/// refused as not finite) instead of failing the whole document.
+fn parse_row(field: &str, raw: &RawValue, errors: &mut Vec<FieldError>) -> Option<Vec<f64>> {
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+        errors.push(FieldError::new(field, "must be an array of numbers"));
+        return None;
+    };
+    if items.is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+        return None;
+    }
+    let before = errors.len();
+    let values: Vec<f64> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = item.get().trim();
+            let is_number = text.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+            match text.parse::<f64>() {
+                Ok(v) if is_number => v,
+                _ => {
+                    let kind = match text.chars().next() {
+                        Some('"') => "a string",
+                        Some('n') => "null",
+                        Some('t' | 'f') => "a boolean",
+                        Some('[') => "an array",
+                        Some('{') => "an object",
+                        _ => "not a number",
+                    };
+                    errors.push(FieldError::new(
+                        &format!("{field}[{i}]"),
+                        format!("must be a number, got {kind}"),
+                    ));
+                    f64::NAN
+                }
+            }
+        })
+        .collect();
+    (errors.len() == before).then_some(values)
+}
+
+/// Logs a refused input (OWASP vocabulary) without its values.
+fn refuse(ctx: &RequestContext, errors: Vec<FieldError>) -> ApiError {
+    tracing::info!(
+        target: "mlapi::security",
+        event = "input_validation_fail",
+        request_id = %ctx.request_id,
+        fields = %errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(","),
+    );
+    ApiError::Validation(errors)
+}
+
+async fn run(
+    app: &Arc<App>,
+    model: Arc<Model>,
+    rows: Vec<Vec<f32>>,
+    explain: bool,
+) -> Result<Vec<Prediction>, ApiError> {
+    app.models()
+        .predict(model, rows, explain)
+        .await
+        .map_err(|e| match e {
+            InferenceError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
+            InferenceError::Busy => ApiError::Unavailable {
+                detail: e.to_string(),
+                retry_after_secs: 1,
+                extra: Default::default(),
+            },
+            InferenceError::Failed(message) => {
+                tracing::error!(error = %message, "inference failed");
+                ApiError::Internal
+            }
+        })
+}
+
+async fn predict_v1(
+    app: &Arc<App>,
+    ctx: &RequestContext,
+    p: &Principal,
+    req: V1Request,
+) -> Result<Response, ApiError> {
+    authorize(app, p, Scope::PredictRead, ctx).await?;
+    let model = model(app, req.model.as_deref())?;
+    let mut errors = Vec::new();
+    let row = match &req.features {
+        None => {
+            errors.push(FieldError::new("features", "required"));
+            None
+        }
+        Some(raw) => parse_row("features", raw, &mut errors)
+            .and_then(|v| model.check_row("features", &v, &mut errors)),
+    };
+    let Some(row) = row.filter(|_| errors.is_empty()) else {
+        return Err(refuse(ctx, errors));
+    };
+    let prediction = run(app, Arc::clone(&model), vec![row], false)
+        .await?
+        .remove(0);
+    Ok(json_response(
+        StatusCode::OK,
+        JSON,
+        &json!({
+            "version": "1.0",
+            "model": model.name,
+            "model_version": model.version,
+            "prediction": prediction.prediction,
+            "cached": false,
+        }),
+    ))
+}
+
+async fn predict_v2(
+    app: &Arc<App>,
+    ctx: &RequestContext,
+    p: &Principal,
+    req: V2Request,
+) -> Result<Response, ApiError> {
+    authorize(app, p, Scope::PredictRead, ctx).await?;
+    let model = model(app, req.model.as_deref())?;
+    let explain = req.explain.unwrap_or(true);
+    let mut errors = Vec::new();
+    let (rows, batch) = match (&req.features, &req.instances) {
+        (Some(raw), None) => {
+            let row = parse_row("features", raw, &mut errors)
+                .and_then(|v| model.check_row("features", &v, &mut errors));
+            (row.into_iter().collect::<Vec<_>>(), false)
+        }
+        (None, Some(raw)) => {
+            let max = app.models().max_batch;
+            let mut rows = Vec::new();
+            match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                Err(_) => errors.push(FieldError::new(
+                    "instances",
+                    "must be an array of arrays of numbers",
+                )),
+                Ok(items) if items.is_empty() => {
+                    errors.push(FieldError::new("instances", "must not be empty"))
+                }
+                Ok(items) if items.len() > max => errors.push(FieldError::new(
+                    "instances",
+                    format!("at most {max} instances per request, got {}", items.len()),
+                )),
+                Ok(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let field = format!("instances[{i}]");
+                        if let Some(row) = parse_row(&field, item, &mut errors)
+                            .and_then(|v| model.check_row(&field, &v, &mut errors))
+                        {
+                            rows.push(row);
+                        }
+                    }
+                }
+            }
+            (rows, true)
+        }
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "instances",
+                "send either features or instances, not both",
+            ));
+            (Vec::new(), false)
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                "features",
+                "required (or instances for a batch)",
+            ));
+            (Vec::new(), false)
+        }
+    };
+    if !errors.is_empty() {
+        return Err(refuse(ctx, errors));
+    }
+    let predictions = run(app, Arc::clone(&model), rows, explain).await?;
+    let mut body = json!({
+        "version": "2.0",
+        "model": model.name,
+        "model_version": model.version,
+    });
+    if batch {
+        body["predictions"] = serde_json::to_value(&predictions).expect("predictions serialize");
+    } else {
+        let single = serde_json::to_value(&predictions[0]).expect("predictions serialize");
+        if let (Value::Object(body), Value::Object(fields)) = (&mut body, single) {
+            body.extend(fields);
+        }
+    }
+    body["cached"] = json!(false);
+    Ok(json_response(StatusCode::OK, JSON, &body))
+}
