@@ -36,6 +36,7 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "serve" -d 'Run the HTTP
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "config" -d 'Inspect the configuration'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "user" -d 'Manage accounts'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "key" -d 'Manage API keys'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "version" -d 'Manage API version deprecation'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -l bind -d 'Address to listen on; overrides server.bind (default 127.0.0.1:8000)' -r
@@ -196,6 +197,44 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -f -a "deprecate" -d 'Deprecate an API version: its responses get Deprecation, Sunset and Link headers; after the sunset it answers 410'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -f -a "undeprecate" -d 'Make a deprecated (or retired) version current again'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -f -a "list" -d 'List versions: status, deprecated at, sunset, successor'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l sunset -d 'The sunset: a date (2027-06-30, midnight UTC) or an RFC 3339 instant' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l successor -d 'The version clients should move to' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l link -d 'A page explaining the deprecation (sent as Link rel="deprecation")' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from deprecate" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from undeprecate" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l since -d 'Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l user -d 'Only events where this username (or cli:<os user>) is the actor or the target' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l action -d 'Only this action (e.g. authn_login_fail)' -r

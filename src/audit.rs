@@ -30,10 +30,12 @@ pub enum Action {
     KeyCreate,
     KeyRotate,
     KeyRevoke,
+    VersionDeprecate,
+    VersionUndeprecate,
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::SysStartup,
         Action::SysShutdown,
         Action::UserCreate,
@@ -51,6 +53,8 @@ impl Action {
         Action::KeyCreate,
         Action::KeyRotate,
         Action::KeyRevoke,
+        Action::VersionDeprecate,
+        Action::VersionUndeprecate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +76,8 @@ impl Action {
             Action::KeyCreate => "apikey_create",
             Action::KeyRotate => "apikey_rotate",
             Action::KeyRevoke => "apikey_revoke",
+            Action::VersionDeprecate => "version_deprecate",
+            Action::VersionUndeprecate => "version_undeprecate",
         }
     }
 }

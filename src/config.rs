@@ -28,6 +28,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ratelimit: RateLimitConfig,
     pub cors: CorsConfig,
+    pub api: ApiConfig,
     pub inference: InferenceConfig,
     /// With none, the bundled demo model serves as `demo`.
     pub models: Vec<ModelConfig>,
@@ -98,6 +99,28 @@ impl Default for RedisConfig {
             url: String::new(),
             prefix: "mlapi:".into(),
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The version for unversioned paths (`/api/predict`, `/predict`) when the
+    /// request names none: `1` or `2` (`v1`, `2.0`, … accepted).
+    pub default_version: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            default_version: "1".into(),
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn default_version(&self) -> u8 {
+        crate::versioning::parse(&self.default_version).unwrap_or(1)
     }
 }
 
@@ -659,6 +682,15 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return Err(("log.level", format!("not a valid log filter: {e}")));
+    }
+    if crate::versioning::parse(&c.api.default_version).is_none() {
+        return Err((
+            "api.default_version",
+            format!(
+                "supported versions: {}",
+                crate::versioning::supported_list()
+            ),
+        ));
     }
     let inf = &c.inference;
     if inf.max_batch == 0 || inf.max_batch > 10_000 {

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_api_keys.sql",
         include_str!("../migrations/0003_api_keys.sql"),
     ),
+    (
+        "0004_api_versions.sql",
+        include_str!("../migrations/0004_api_versions.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

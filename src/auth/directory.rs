@@ -15,6 +15,7 @@ use crate::auth::scopes::Scopes;
 use crate::keys::KeyEntry;
 use crate::store::{self, Store, StoreError};
 use crate::users::{self, User};
+use crate::versioning::{self, Lifecycle};
 
 #[derive(Default)]
 struct Snapshot {
@@ -26,6 +27,8 @@ struct Snapshot {
     revoked_sessions: HashMap<String, i64>,
     /// Usable API keys by their digest. Revoked and expired keys are absent.
     keys: HashMap<[u8; 32], Arc<KeyEntry>>,
+    /// Deprecated API versions (reloaded whole: there are at most a few).
+    versions: Vec<Lifecycle>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,12 @@ impl Directory {
             .keys
             .get(digest)
             .cloned()
+    }
+
+    /// The lifecycle of a deprecated API version; `None`: current.
+    pub fn api_version(&self, version: u8) -> Option<Lifecycle> {
+        let s = self.snapshot.read().expect("directory lock");
+        s.versions.iter().find(|l| l.version == version).cloned()
     }
 
     pub fn version(&self) -> i64 {
@@ -113,10 +122,11 @@ impl Directory {
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
+            let api_versions = versioning::load_all(&tx)?;
             tx.finish()?;
-            Ok(Some((version, users, jtis, sessions, keys)))
+            Ok(Some((version, users, jtis, sessions, keys, api_versions)))
         })?;
-        let Some((version, users, jtis, sessions, keys)) = changes else {
+        let Some((version, users, jtis, sessions, keys, api_versions)) = changes else {
             return Ok(());
         };
         let now = store::now();
@@ -135,6 +145,7 @@ impl Directory {
             }
         }
         s.keys.retain(|_, k| k.expires_at.is_none_or(|e| e > now));
+        s.versions = api_versions;
         s.revoked_jtis.extend(jtis);
         s.revoked_sessions.extend(sessions);
         s.revoked_jtis.retain(|_, exp| *exp > now);

@@ -8,6 +8,7 @@
 pub mod key;
 pub mod output;
 pub mod user;
+pub mod version;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Manage API version deprecation.
+    #[command(subcommand)]
+    Version(version::VersionCommand),
     /// Show the security event log, newest first.
     Audit {
         /// Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant.
@@ -224,6 +228,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let may_create = matches!(command, user::UserCommand::Add { .. });
             let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
             runtime.block_on(user::run(&app, command, &out))
+        }
+        Command::Version(command) => {
+            // Deprecating before the first start is fine; reading is not.
+            let may_create = matches!(command, version::VersionCommand::Deprecate { .. });
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
+            runtime.block_on(version::run(&app, command, &out))
         }
         Command::Key(command) => {
             let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;

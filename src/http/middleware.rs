@@ -19,6 +19,7 @@ use warp::hyper::{Body, Request};
 use super::problem::{ApiError, Response};
 use crate::app::App;
 use crate::config::ServerConfig;
+use crate::versioning::{self, Lifecycle, Resolved};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -49,19 +50,41 @@ where
     let origin = req.headers().get(header::ORIGIN).cloned();
 
     let client = client_ip(&app.config.server, peer.ip(), req.headers());
-    let response = match client {
-        Err(ref e) => e.clone().into_response(),
-        Ok(client_ip) => {
+    // The API version: resolved once, here, for every route (see `versioning`).
+    let version = resolve_version(&app, &path, &req);
+    let route_path = match &version {
+        Ok(Some(v)) => v.route_path.clone(),
+        _ => path.clone(),
+    };
+    let lifecycle = match &version {
+        Ok(Some(v)) => app.directory.api_version(v.version),
+        _ => None,
+    };
+    let response = match (&client, &version) {
+        (Err(e), _) => e.clone().into_response(),
+        (_, Err(e)) => e.clone().into_response(),
+        (Ok(_), Ok(Some(v)))
+            if lifecycle
+                .as_ref()
+                .is_some_and(|l| l.sunset_at <= crate::store::now()) =>
+        {
+            gone(v, lifecycle.as_ref().expect("checked")).into_response()
+        }
+        (Ok(client_ip), Ok(_)) => {
+            let client_ip = *client_ip;
             if path.len() > 1 && path.ends_with('/') {
                 // One spelling per resource: `/health/` is not `/health`.
                 ApiError::NotFound.into_response()
             } else if method == Method::OPTIONS {
-                options(&app, &path, req.headers())
+                options(&app, &route_path, req.headers())
             } else {
                 // HEAD is GET without the body (RFC 9110 §9.3.2); hyper drops
                 // the body on the wire and keeps Content-Length.
                 if method == Method::HEAD {
                     *req.method_mut() = Method::GET;
+                }
+                if route_path != path {
+                    rewrite_path(&mut req, &route_path);
                 }
                 req.extensions_mut().insert(RequestContext {
                     request_id: request_id.clone(),
@@ -81,7 +104,34 @@ where
         }
     };
     let mut response = response;
-    finish(&app, &path, &request_id, origin.as_ref(), &mut response);
+    finish(
+        &app,
+        &route_path,
+        &request_id,
+        origin.as_ref(),
+        &mut response,
+    );
+    let api_version = match &version {
+        Ok(Some(v)) => {
+            let h = response.headers_mut();
+            h.insert(
+                "api-version",
+                HeaderValue::from_static(if v.version == 2 { "2.0" } else { "1.0" }),
+            );
+            if let Some(l) = lifecycle
+                .as_ref()
+                .filter(|l| l.sunset_at > crate::store::now())
+            {
+                for (name, value) in versioning::deprecation_headers(l, v) {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        h.insert(name, value);
+                    }
+                }
+            }
+            v.version
+        }
+        _ => 0,
+    };
 
     let status = response.status().as_u16();
     let elapsed_us = started.elapsed().as_micros() as u64;
@@ -91,10 +141,54 @@ where
         client = %client.map_or(peer.ip(), |ip| ip),
         method = %method,
         path = %path,
+        api_version,
         status,
         elapsed_us,
     );
     Ok(response)
+}
+
+/// The version for an API path: the path's, else `API-Version` or
+/// `Accept-Version`, else `?version=`, else the configured default.
+fn resolve_version(
+    app: &App,
+    path: &str,
+    req: &Request<Body>,
+) -> Result<Option<Resolved>, ApiError> {
+    let h = req.headers();
+    let header = h
+        .get("api-version")
+        .or_else(|| h.get("accept-version"))
+        .map(|v| v.to_str().unwrap_or("?"));
+    let query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("version=")));
+    versioning::resolve(path, header, query, app.config.api.default_version())
+        .map_err(ApiError::BadRequest)
+}
+
+fn rewrite_path(req: &mut Request<Body>, route_path: &str) {
+    let target = match req.uri().query() {
+        Some(q) => format!("{route_path}?{q}"),
+        None => route_path.to_string(),
+    };
+    if let Ok(uri) = target.parse() {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// 410 for a version past its sunset, naming the successor.
+fn gone(v: &Resolved, l: &Lifecycle) -> ApiError {
+    let date = crate::keys::format_time(l.sunset_at);
+    let instead = match l.successor {
+        Some(s) => format!("; use version {s}: /api/v{s}/{}", v.rest),
+        None => String::new(),
+    };
+    ApiError::Gone(format!(
+        "API version {} was retired on {date}{instead}",
+        v.version
+    ))
 }
 
 /// Echoes a client's request id when it is short and plain; otherwise mints one.

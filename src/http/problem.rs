@@ -67,6 +67,9 @@ pub enum ApiError {
         retry_after_secs: u64,
         extra: Map<String, Value>,
     },
+    /// An API version past its sunset.
+    #[error("{0}")]
+    Gone(String),
     /// The model did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
@@ -150,6 +153,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -12,3 +12,4 @@ mod keys;
 mod lifecycle;
 mod predict;
 mod store;
+mod versioning;
