@@ -77,6 +77,14 @@ pub fn principal(
         })
 }
 
+/// What every protected handler starts from: the app, the request's
+/// context and the authenticated caller.
+pub(super) fn authed(
+    app: &Arc<App>,
+) -> impl Filter<Extract = (Arc<App>, RequestContext, Principal), Error = warp::Rejection> + Clone {
+    with_app(app).and(context()).and(principal(app))
+}
+
 /// Account routes (key management, logout) need a user session: an API key
 /// cannot mint, rotate or revoke keys (catalog K7, K8).
 fn require_session(p: &Principal) -> Result<(), ApiError> {
@@ -313,9 +321,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let logout = warp::path!("api" / "v1" / "auth" / "logout")
         .and(warp::post())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -335,9 +341,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_list = warp::path!("api" / "v1" / "admin" / "users")
         .and(warp::get())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .and(warp::query::<Page>())
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, page: Page| async move {
@@ -360,9 +364,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_get = warp::path!("api" / "v1" / "admin" / "users" / String)
         .and(warp::get())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -378,9 +380,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_patch = warp::path!("api" / "v1" / "admin" / "users" / String)
         .and(warp::patch())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .and(body::json::<UserPatch>(max))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal, patch: UserPatch| async move {
@@ -416,9 +416,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
     let max = app.config.server.max_body_bytes;
     let create = warp::path!("api" / "v1" / "auth" / "api-keys")
         .and(warp::post())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .and(body::json::<NewKeyRequest>(max))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, req: NewKeyRequest| async move {
@@ -428,9 +426,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let list = warp::path!("api" / "v1" / "auth" / "api-keys")
         .and(warp::get())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -451,9 +447,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let revoke = warp::path!("api" / "v1" / "auth" / "api-keys" / String)
         .and(warp::delete())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -504,9 +498,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_revoke = warp::path!("api" / "v1" / "admin" / "api-keys" / String)
         .and(warp::delete())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(

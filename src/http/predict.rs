@@ -12,7 +12,7 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::Filter;
 
-use super::auth::{authorize, context, principal, reply, with_app};
+use super::auth::{authed, authorize, reply};
 use super::body;
 use super::middleware::RequestContext;
 use super::problem::{json_response, ApiError, Response, JSON};
@@ -42,9 +42,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
     let max = app.config.server.max_body_bytes;
     let v1 = warp::path!("api" / "v1" / "predict")
         .and(warp::post())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .and(body::json::<V1Request>(max))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, req: V1Request| async move {
@@ -53,9 +51,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         );
     let v2 = warp::path!("api" / "v2" / "predict")
         .and(warp::post())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .and(body::json::<V2Request>(max))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, req: V2Request| async move {
@@ -64,9 +60,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         );
     let list = warp::path!("api" / "v1" / "models")
         .and(warp::get())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -84,9 +78,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         );
     let one = warp::path!("api" / "v1" / "models" / String)
         .and(warp::get())
-        .and(with_app(app))
-        .and(context())
-        .and(principal(app))
+        .and(authed(app))
         .then(
             |name: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
