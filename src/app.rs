@@ -255,12 +255,13 @@ impl App {
         .config;
         let mut restart_needed = Vec::new();
         let old = &self.config;
-        let sections: [(&'static str, bool); 7] = [
+        let sections: [(&'static str, bool); 8] = [
             ("server", fresh.server != old.server),
             ("database", fresh.database != old.database),
             ("redis", fresh.redis != old.redis),
             ("auth", fresh.auth != old.auth),
             ("ratelimit", fresh.ratelimit != old.ratelimit),
+            ("api", fresh.api != old.api),
             ("log", fresh.log != old.log),
             ("debug", fresh.debug != old.debug),
         ];

@@ -460,10 +460,13 @@ pub async fn revoke(
 
 /// Replaces a key with a new one (same owner, name, scopes and expiry). The
 /// old key keeps working for `grace_secs` (0: stops at once).
+/// With `allowed` (a user rotating their own key), the key's scopes must be
+/// within the caller's: rotation never hands out more than creation would.
 pub async fn rotate(
     app: &Arc<App>,
     id_or_prefix: &str,
     owner: Option<&str>,
+    allowed: Option<Scopes>,
     grace_secs: u64,
     actor: &Actor,
 ) -> Result<CreatedKey> {
@@ -487,6 +490,23 @@ pub async fn rotate(
                 if old.status != "active" {
                     return Ok(Err(Error::Conflict(format!("API key {} is {}; only active keys rotate", old.prefix, old.status))));
                 }
+                let scopes = Scopes::parse(&old.scopes.join(" ")).unwrap_or_default();
+                if allowed.is_some_and(|a| !scopes.is_subset_of(a)) {
+                    return Ok(Err(Error::Forbidden(format!(
+                        "API key {} carries scopes this session lacks; sign in with them to rotate it",
+                        old.prefix
+                    ))));
+                }
+                // One grace period per chain: otherwise repeated rotations
+                // would keep any number of keys alive past the limit.
+                if let Some(previous) = &old.rotated_from {
+                    if resolve(tx, previous, None)?.is_some_and(|p| p.status == "active") {
+                        return Ok(Err(Error::Conflict(format!(
+                            "API key {} replaced a key that is still in its grace period; wait for it to end or revoke it",
+                            old.prefix
+                        ))));
+                    }
+                }
                 let replaced: bool = tx.query_row(
                     "SELECT EXISTS (SELECT 1 FROM api_keys WHERE rotated_from = ?1)",
                     [&old.id],
@@ -499,7 +519,6 @@ pub async fn rotate(
                     ))));
                 }
                 let now = store::now();
-                let scopes = Scopes::parse(&old.scopes.join(" ")).unwrap_or_default();
                 let new = insert(app, tx, &old.user_id, &old.name, scopes, old.expires_at, Some(&old.id))?;
                 let rev = store::bump_version(tx)?;
                 if grace_secs == 0 {

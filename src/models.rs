@@ -460,12 +460,17 @@ impl Registry {
             }
         }
         if !entries.is_empty() {
-            *self.entries.write().expect("registry lock") = entries;
-            if let Some(default) = default_name(&configs) {
-                if self.get(&default).is_some() {
-                    *self.default.write().expect("registry lock") = default;
-                }
+            // The default must always name a loaded model: the configured one
+            // if it loaded, else the previous one if still present, else any.
+            let mut default = self.default.read().expect("registry lock").clone();
+            if let Some(wanted) = default_name(&configs).filter(|n| entries.contains_key(n)) {
+                default = wanted;
+            } else if !entries.contains_key(&default) {
+                default = entries.keys().next().expect("not empty").clone();
             }
+            let mut current = self.entries.write().expect("registry lock");
+            *current = entries;
+            *self.default.write().expect("registry lock") = default;
         }
         failures
     }

@@ -205,7 +205,8 @@ pub async fn deprecate(
             tx.execute(
                 "INSERT INTO api_versions (version, deprecated_at, sunset_at, successor, link, rev)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (version) DO UPDATE SET deprecated_at = excluded.deprecated_at,
+                 ON CONFLICT (version) DO UPDATE SET
+                   deprecated_at = min(api_versions.deprecated_at, excluded.sunset_at),
                    sunset_at = excluded.sunset_at, successor = excluded.successor, link = excluded.link, rev = excluded.rev",
                 params![row.version, row.deprecated_at, row.sunset_at, row.successor, row.link, rev],
             )?;

@@ -70,7 +70,16 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
                 .as_deref()
                 .map(super::parse_duration)
                 .transpose()?
-                .map(|secs| store::now() + secs as i64);
+                .map(|secs| {
+                    if secs > 100 * 365 * 86_400 {
+                        Err(CliError::Usage(
+                            "--expires: at most 100 years (36500d)".into(),
+                        ))
+                    } else {
+                        Ok(store::now() + secs as i64)
+                    }
+                })
+                .transpose()?;
             let key = keys::create(app, &user, &name, scopes, expires_at, None, &actor).await?;
             print_created(&key, out)
         }
@@ -104,7 +113,7 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
                 .map(super::parse_duration)
                 .transpose()?
                 .unwrap_or(0);
-            let new = keys::rotate(app, &key, None, grace, &actor).await?;
+            let new = keys::rotate(app, &key, None, None, grace, &actor).await?;
             print_created(&new, out)
         }
         KeyCommand::Revoke { key, yes } => {

@@ -485,6 +485,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
                                 &app,
                                 &id,
                                 Some(&p.user.id),
+                                Some(p.scopes),
                                 grace,
                                 &actor(&p.user.username, &ctx),
                             )
@@ -503,6 +504,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
                     async {
+                        require_session(&p)?;
                         authorize(&app, &p, Scope::Admin, &ctx).await?;
                         keys::revoke(&app, &id, None, &actor(&p.user.username, &ctx)).await?;
                         Ok(no_content())

@@ -118,13 +118,26 @@ fn model(app: &App, name: Option<&str>) -> Result<Arc<Model>, ApiError> {
 /// Parses one input row from raw JSON, recording each bad element by index.
 /// Numbers are parsed from their text, so `1e400` becomes infinity (and is
 /// refused as not finite) instead of failing the whole document.
-fn parse_row(field: &str, raw: &RawValue, errors: &mut Vec<FieldError>) -> Option<Vec<f64>> {
+fn parse_row(
+    field: &str,
+    raw: &RawValue,
+    expected: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<f64>> {
     let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
         errors.push(FieldError::new(field, "must be an array of numbers"));
         return None;
     };
     if items.is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
+        return None;
+    }
+    // The length first: a long array of junk gets one error, not one per element.
+    if items.len() != expected {
+        errors.push(FieldError::new(
+            field,
+            format!("expected {expected} values, got {}", items.len()),
+        ));
         return None;
     }
     let before = errors.len();
@@ -157,8 +170,16 @@ fn parse_row(field: &str, raw: &RawValue, errors: &mut Vec<FieldError>) -> Optio
     (errors.len() == before).then_some(values)
 }
 
+/// Most field errors reported for one request.
+const MAX_ERRORS: usize = 20;
+
 /// Logs a refused input (OWASP vocabulary) without its values.
-fn refuse(ctx: &RequestContext, errors: Vec<FieldError>) -> ApiError {
+fn refuse(ctx: &RequestContext, mut errors: Vec<FieldError>) -> ApiError {
+    if errors.len() > MAX_ERRORS {
+        let more = errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+        errors.push(FieldError::new("", format!("… and {more} more")));
+    }
     tracing::info!(
         target: "mlapi::security",
         event = "input_validation_fail",
@@ -205,7 +226,7 @@ async fn predict_v1(
             errors.push(FieldError::new("features", "required"));
             None
         }
-        Some(raw) => parse_row("features", raw, &mut errors)
+        Some(raw) => parse_row("features", raw, model.input_size, &mut errors)
             .and_then(|v| model.check_row("features", &v, &mut errors)),
     };
     let Some(row) = row.filter(|_| errors.is_empty()) else {
@@ -239,7 +260,7 @@ async fn predict_v2(
     let mut errors = Vec::new();
     let (rows, batch) = match (&req.features, &req.instances) {
         (Some(raw), None) => {
-            let row = parse_row("features", raw, &mut errors)
+            let row = parse_row("features", raw, model.input_size, &mut errors)
                 .and_then(|v| model.check_row("features", &v, &mut errors));
             (row.into_iter().collect::<Vec<_>>(), false)
         }
@@ -261,7 +282,7 @@ async fn predict_v2(
                 Ok(items) => {
                     for (i, item) in items.iter().enumerate() {
                         let field = format!("instances[{i}]");
-                        if let Some(row) = parse_row(&field, item, &mut errors)
+                        if let Some(row) = parse_row(&field, item, model.input_size, &mut errors)
                             .and_then(|v| model.check_row(&field, &v, &mut errors))
                         {
                             rows.push(row);

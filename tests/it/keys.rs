@@ -269,13 +269,60 @@ fn rotation_honours_the_grace_period() {
     assert_eq!(me_status(&d, &new_key), 401);
     assert_eq!(me_status(&d, &newest), 200);
 
+    // One grace period per chain: the replacement of a key still in grace
+    // cannot itself be rotated until that ends.
+    let a = create_key(&d, &token, json!({"name": "chain"})).json();
+    let b = rotate(
+        a["id"].as_str().unwrap(),
+        Some(json!({"grace_seconds": 3600})),
+    )
+    .json();
+    rotate(
+        b["id"].as_str().unwrap(),
+        Some(json!({"grace_seconds": 3600})),
+    )
+    .problem(409);
+
+    // A session narrower than the key cannot rotate it into a fresh copy.
+    let wide = create_key(
+        &d,
+        &token,
+        json!({"name": "wide", "scopes": ["predict:read", "models:read"]}),
+    )
+    .json();
+    let narrow = send_body(
+        d.request("POST", "/api/v1/auth/login")
+            .set("Content-Type", "application/x-www-form-urlencoded"),
+        "username=testuser&password=SecurePass123%21&scope=keys%3Awrite",
+    )
+    .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(
+        d.request(
+            "POST",
+            &format!(
+                "/api/v1/auth/api-keys/{}/rotate",
+                wide["id"].as_str().unwrap()
+            ),
+        )
+        .set("Authorization", &format!("Bearer {narrow}")),
+    );
+    r.problem(403);
+    assert_eq!(
+        me_status(&d, wide["api_key"].as_str().unwrap()),
+        200,
+        "a refused rotation changes nothing"
+    );
+
     let r = rotate(
         new["id"].as_str().unwrap(),
         Some(json!({"grace_seconds": 99999999})),
     );
     assert_eq!(r.problem(422)["errors"][0]["field"], "grace_seconds");
     let events = cli_json(&setup, &["audit", "--action", "apikey_rotate"]);
-    assert_eq!(events.as_array().unwrap().len(), 2);
+    assert_eq!(events.as_array().unwrap().len(), 3);
 }
 
 #[test]

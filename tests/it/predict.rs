@@ -320,6 +320,22 @@ fn bad_inputs_are_refused_with_the_field_named() {
     );
     let answer = d.raw(format!("{head}{huge}").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 413"), "{:.200}", answer);
+    // A long array of junk gets one bounded answer, not an error per element.
+    let junk = format!("{{\"features\": [{}null]}}", "null,".repeat(100_000));
+    let r = predict_raw(&d, 1, &t, &junk);
+    r.problem(422);
+    assert!(r.body.len() < 2_000, "the error is {} bytes", r.body.len());
+    let many_bad: Vec<Value> = (0..50).map(|_| json!([1, 2, 3, 4, -5])).collect();
+    let r = send_body(
+        d.request("POST", "/api/v2/predict")
+            .set("Authorization", &format!("Bearer {t}"))
+            .set("Content-Type", "application/json"),
+        &json!({"instances": many_bad}).to_string(),
+    );
+    assert!(
+        r.problem(422)["errors"].as_array().unwrap().len() <= 21,
+        "errors are capped"
+    );
     // Validation failures are logged as such, without the values.
     std::thread::sleep(Duration::from_millis(100));
     assert!(d.logs().contains("input_validation_fail"));

@@ -192,10 +192,31 @@ fn deprecation_headers_then_sunset_then_undeprecate() {
     ] {
         assert!(v2.header(h).is_none(), "v2 carries {h}");
     }
+    // Moving the sunset later does not move the deprecation date.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = setup.cli(&[
+        "version",
+        "deprecate",
+        "1",
+        "--sunset",
+        "2099-06-01",
+        "--successor",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    eventually(Duration::from_secs(1), || {
+        call(&d, &t, "/api/v1/predict", &[])
+            .header("sunset")
+            .is_some_and(|s| s.contains("Jun 2099"))
+    });
+    assert_eq!(
+        call(&d, &t, "/api/v1/predict", &[]).header("deprecation"),
+        Some(deprecation)
+    );
     let listed = version_list(&setup);
     assert_eq!(listed[0]["status"], "deprecated");
     assert_eq!(listed[0]["successor"], 2);
-    assert_eq!(listed[0]["sunset"], "2099-01-01T00:00:00Z");
+    assert_eq!(listed[0]["sunset"], "2099-06-01T00:00:00Z");
     assert_eq!(listed[1]["status"], "current");
 
     // A sunset in the past retires the version: 410 naming the successor.
@@ -236,7 +257,7 @@ fn deprecation_headers_then_sunset_then_undeprecate() {
         let out = setup.cli(&["--output", "json", "audit", "--action", "version_deprecate"]);
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     // The state survives a restart (it lives in the database).
     setup.cli(&[
         "version",
