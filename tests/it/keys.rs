@@ -477,7 +477,11 @@ fn usage_is_counted_and_survives_a_graceful_restart() {
         assert_eq!(me_status(&d, &key), 200);
     }
     // Refused requests never count against a key.
-    assert_eq!(me_status(&d, &format!("{}x", &key[..key.len() - 1])), 401);
+    let last = if key.ends_with('x') { "y" } else { "x" };
+    assert_eq!(
+        me_status(&d, &format!("{}{last}", &key[..key.len() - 1])),
+        401
+    );
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
     let listed = cli_json(&setup, &["key", "list", "--user", "counter"]);
