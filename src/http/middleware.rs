@@ -72,7 +72,9 @@ where
         }
         (Ok(client_ip), Ok(_)) => {
             let client_ip = *client_ip;
-            if path.len() > 1 && path.ends_with('/') {
+            if !accepts_json(req.headers()) {
+                ApiError::NotAcceptable.into_response()
+            } else if path.len() > 1 && path.ends_with('/') {
                 // One spelling per resource: `/health/` is not `/health`.
                 ApiError::NotFound.into_response()
             } else if method == Method::OPTIONS {
@@ -166,6 +168,33 @@ fn resolve_version(
         .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("version=")));
     versioning::resolve(path, header, query, app.config.api.default_version())
         .map_err(ApiError::BadRequest)
+}
+
+/// Every answer is JSON; a client that accepts none of it gets 406.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let mut ranges = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|r| {
+            r.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|r| !r.is_empty())
+        .peekable();
+    if ranges.peek().is_none() {
+        return true;
+    }
+    ranges.any(|r| {
+        matches!(
+            r.as_str(),
+            "*/*" | "application/*" | "application/json" | "application/problem+json"
+        ) || r.ends_with("+json")
+    })
 }
 
 fn rewrite_path(req: &mut Request<Body>, route_path: &str) {

@@ -67,6 +67,8 @@ pub enum ApiError {
         retry_after_secs: u64,
         extra: Map<String, Value>,
     },
+    #[error("this API answers only in JSON; accept application/json")]
+    NotAcceptable,
     /// An API version past its sunset.
     #[error("{0}")]
     Gone(String),
@@ -154,6 +156,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -399,6 +399,29 @@ fn ready_checks_redis_when_configured() {
 }
 
 #[test]
+fn clients_that_refuse_json_get_406() {
+    let daemon = Setup::new("").start();
+    send(
+        daemon
+            .request("GET", "/health")
+            .set("Accept", "application/xml"),
+    )
+    .problem(406);
+    for accept in [
+        "application/json",
+        "*/*",
+        "text/html, application/*;q=0.5",
+        "application/problem+json",
+    ] {
+        assert_eq!(
+            send(daemon.request("GET", "/health").set("Accept", accept)).status,
+            200,
+            "{accept}"
+        );
+    }
+}
+
+#[test]
 fn head_works_where_get_does_and_trailing_slashes_are_not_aliases() {
     let daemon = Setup::new("").start();
     let r = send(daemon.request("HEAD", "/health"));
