@@ -13,10 +13,12 @@ use serde::Serialize;
 use crate::auth::directory::Directory;
 use crate::auth::passwords::Hasher;
 use crate::auth::tokens::TokenKeys;
+use crate::config::OnRedisError;
 use crate::config::{self, Config, CorsConfig, Overrides};
 use crate::keys::{Pepper, Usage};
 use crate::models::{LoadError, Registry};
-use crate::ratelimit::{Limiter, Quota};
+use crate::ratelimit::Limiter;
+use crate::remote::Remote;
 use crate::secrets::SecretError;
 use crate::store::{Store, StoreError};
 
@@ -28,9 +30,8 @@ pub struct App {
     pub config_file: Option<PathBuf>,
     overrides: Overrides,
     pub store: Store,
-    redis: Option<redis::Client>,
-    /// The readiness probe's connection, reused so probes do not churn Redis.
-    redis_probe: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// The Redis link, when `redis.url` is set. The daemon keeps it connected.
+    pub remote: Option<Arc<Remote>>,
     pub hasher: Arc<Hasher>,
     pub tokens: TokenKeys,
     pub pepper: Pepper,
@@ -40,8 +41,8 @@ pub struct App {
     models: Option<Registry>,
     /// Accounts and revocations in memory; see `auth::directory`.
     pub directory: Directory,
-    /// Per-client-IP limit on unauthenticated routes (login, register, token).
-    pub anonymous_limiter: Limiter,
+    /// Per-user tier limits and per-client-IP limits on anonymous routes.
+    pub limiter: Limiter,
     /// Settings that SIGHUP may change on a running daemon.
     live: RwLock<Arc<CorsConfig>>,
     pub started: Instant,
@@ -62,6 +63,9 @@ pub enum OpenError {
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,
+    /// Working, but with less than configured (Redis down: per-daemon limits).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
     pub detail: String,
 }
 
@@ -92,26 +96,31 @@ impl App {
         let directory = Directory::default();
         directory.refresh(&store)?;
         // The URL was validated with the config; opening a client does no I/O.
-        let redis = (!config.redis.url.is_empty())
-            .then(|| redis::Client::open(config.redis.url.as_str()).expect("validated redis url"));
+        let remote = (!config.redis.url.is_empty()).then(|| {
+            let client =
+                redis::Client::open(config.redis.url.as_str()).expect("validated redis url");
+            Arc::new(Remote::new(
+                client,
+                &config.redis.prefix,
+                Duration::from_millis(config.redis.timeout_ms),
+            ))
+        });
         let hasher = Arc::new(Hasher::new(&config.auth));
-        let anonymous_limiter =
-            Limiter::new(Quota::per_minute(config.ratelimit.anonymous_per_minute));
+        let limiter = Limiter::new(&config, remote.clone());
         Ok(Arc::new(App {
             live: RwLock::new(Arc::new(config.cors.clone())),
             config,
             config_file: loaded.file,
             overrides,
             store,
-            redis,
-            redis_probe: tokio::sync::Mutex::new(None),
+            remote,
             hasher,
             tokens,
             pepper,
             usage: Usage::default(),
             models,
             directory,
-            anonymous_limiter,
+            limiter,
             started: Instant::now(),
         }))
     }
@@ -182,39 +191,42 @@ impl App {
             Check {
                 name: "database",
                 ok,
+                degraded: false,
                 detail,
             }
         };
         let redis = async {
-            let client = self.redis.as_ref()?;
-            // One probe at a time; concurrent /ready calls wait for it.
-            let mut cached = self.redis_probe.lock().await;
-            let ping = async {
-                let conn = match cached.as_mut() {
-                    Some(conn) => conn,
-                    None => cached.insert(client.get_multiplexed_async_connection().await?),
-                };
-                redis::cmd("PING").query_async::<String>(conn).await
-            };
-            let result = tokio::time::timeout(PROBE_TIMEOUT, ping).await;
-            if !matches!(result, Ok(Ok(_))) {
-                *cached = None;
-            }
-            Some(match result {
-                Ok(Ok(_)) => Check {
+            let remote = self.remote.as_ref()?;
+            let ping =
+                remote
+                    .run(|mut conn| async move {
+                        redis::cmd("PING").query_async::<String>(&mut conn).await
+                    })
+                    .await;
+            Some(match ping {
+                Ok(_) => Check {
                     name: "redis",
                     ok: true,
+                    degraded: false,
                     detail: "PONG".into(),
                 },
-                Ok(Err(e)) => Check {
+                // Limits and the cache fall back per daemon: still ready,
+                // unless the operator chose to refuse traffic without Redis.
+                Err(e) => Check {
                     name: "redis",
-                    ok: false,
-                    detail: format!("unreachable: {}", describe_redis_error(&e)),
-                },
-                Err(_) => Check {
-                    name: "redis",
-                    ok: false,
-                    detail: format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+                    ok: self.config.ratelimit.on_redis_error != OnRedisError::Deny,
+                    degraded: true,
+                    detail: format!(
+                        "{e}; {}",
+                        match self.config.ratelimit.on_redis_error {
+                            OnRedisError::Local =>
+                                "rate limits and the cache are per daemon until it returns",
+                            OnRedisError::Allow =>
+                                "rate limits are off and the cache is per daemon until it returns",
+                            OnRedisError::Deny =>
+                                "limited requests are refused (ratelimit.on_redis_error = \"deny\")",
+                        }
+                    ),
                 },
             })
         };
@@ -230,6 +242,7 @@ impl App {
                 name: "models",
                 // A failed reload keeps the previous version serving: still ready.
                 ok: true,
+                degraded: !problems.is_empty(),
                 detail: if problems.is_empty() {
                     format!("serving {}", serving.join(", "))
                 } else {
@@ -280,18 +293,5 @@ impl App {
         }
         *self.live.write().expect("live config lock") = Arc::new(fresh.cors);
         Ok(restart_needed)
-    }
-}
-
-/// A Redis error without the URL, which may carry a password.
-fn describe_redis_error(e: &redis::RedisError) -> String {
-    if e.is_connection_refusal() {
-        "connection refused".into()
-    } else if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_io_error() {
-        "I/O error".into()
-    } else {
-        format!("{:?}", e.kind())
     }
 }

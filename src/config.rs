@@ -19,7 +19,7 @@ pub const CONFIG_ENV: &str = "MLAPI_CONFIG";
 pub const SYSTEM_CONFIG: &str = "/etc/mlapi/mlapi.toml";
 const ENV_PREFIX: &str = "MLAPI_";
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -27,6 +27,10 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub ratelimit: RateLimitConfig,
+    /// Rate-limit tiers by name. The built-in `free`, `pro` and `enterprise`
+    /// always exist; a file may change their values or add tiers.
+    pub tiers: BTreeMap<String, TierConfig>,
+    pub cache: CacheConfig,
     pub cors: CorsConfig,
     pub api: ApiConfig,
     pub inference: InferenceConfig,
@@ -34,6 +38,26 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub log: LogConfig,
     pub debug: DebugConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            redis: RedisConfig::default(),
+            auth: AuthConfig::default(),
+            ratelimit: RateLimitConfig::default(),
+            tiers: default_tiers(),
+            cache: CacheConfig::default(),
+            cors: CorsConfig::default(),
+            api: ApiConfig::default(),
+            inference: InferenceConfig::default(),
+            models: Vec::new(),
+            log: LogConfig::default(),
+            debug: DebugConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,6 +115,9 @@ pub struct RedisConfig {
     /// Empty: no Redis; everything stays in-process.
     pub url: String,
     pub prefix: String,
+    /// Longest wait for one Redis command on the request path; past it the
+    /// request falls back (see `ratelimit.on_redis_error`).
+    pub timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -98,6 +125,7 @@ impl Default for RedisConfig {
         Self {
             url: String::new(),
             prefix: "mlapi:".into(),
+            timeout_ms: 50,
         }
     }
 }
@@ -252,12 +280,98 @@ pub struct RateLimitConfig {
     /// Requests per minute per client IP on unauthenticated routes (login,
     /// register, token, refresh).
     pub anonymous_per_minute: u32,
+    /// What limited requests do while Redis is unreachable.
+    pub on_redis_error: OnRedisError,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             anonymous_per_minute: 20,
+            on_redis_error: OnRedisError::Local,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    /// Keep limiting, per daemon, in process.
+    Local,
+    /// Let requests through unlimited.
+    Allow,
+    /// Refuse limited requests with 503.
+    Deny,
+}
+
+/// Limits of one tier: token buckets per user, refilled at each rate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+    /// Requests allowed at once (the per-minute bucket's size); default `per_minute`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Extra limits for one endpoint group (`predict`, `models`, `auth`, `admin`).
+    pub endpoints: BTreeMap<String, EndpointLimits>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+}
+
+impl TierConfig {
+    /// The most requests a day this tier's tightest window lets through.
+    pub fn daily_capacity(&self) -> u64 {
+        [
+            self.per_minute.map(|n| u64::from(n) * 1_440),
+            self.per_hour.map(|n| u64::from(n) * 24),
+            self.per_day.map(u64::from),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX)
+    }
+}
+
+/// The seed's tiers (SPEC 5).
+pub fn default_tiers() -> BTreeMap<String, TierConfig> {
+    let tier = |minute, day| TierConfig {
+        per_minute: Some(minute),
+        per_day: Some(day),
+        ..TierConfig::default()
+    };
+    BTreeMap::from([
+        ("free".to_string(), tier(10, 1_000)),
+        ("pro".to_string(), tier(100, 50_000)),
+        ("enterprise".to_string(), tier(1_000, 1_000_000)),
+    ])
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most predictions kept in process (per daemon).
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
         }
     }
 }
@@ -445,6 +559,8 @@ pub fn load(
         }
     }
 
+    merge_builtin_tiers(&mut table, &template);
+
     let origin_of = |key: &str| {
         origins
             .iter()
@@ -482,6 +598,31 @@ pub fn load(
         config,
         file: file.map(Path::to_path_buf),
     })
+}
+
+/// A file that sets `[tiers.free] per_minute = 20` changes that one value:
+/// the built-in tiers and their other values stay.
+fn merge_builtin_tiers(table: &mut toml::Table, template: &toml::Table) {
+    let Some(toml::Value::Table(builtin)) = template.get("tiers") else {
+        return;
+    };
+    let toml::Value::Table(tiers) = table
+        .entry("tiers")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+    else {
+        // Not a table: deserializing reports it with the key.
+        return;
+    };
+    for (name, defaults) in builtin {
+        let entry = tiers
+            .entry(name.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let (toml::Value::Table(tier), toml::Value::Table(defaults)) = (entry, defaults) {
+            for (key, value) in defaults {
+                tier.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
 }
 
 /// toml's message draws the offending line over several lines; keep it to
@@ -638,14 +779,20 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             "must be at least access_ttl_secs and at most 90 days".into(),
         ));
     }
-    if !crate::users::TIERS.contains(&a.default_tier.as_str()) {
+    if !c.tiers.contains_key(&a.default_tier) {
         return Err((
             "auth.default_tier",
-            format!(
-                "unknown tier; known tiers: {}",
-                crate::users::TIERS.join(", ")
-            ),
+            format!("unknown tier; tiers: {}", c.tier_names().join(", ")),
         ));
+    }
+    for (name, tier) in &c.tiers {
+        check_tier(name, tier).map_err(|m| ("tiers", format!("tiers.{name}: {m}")))?;
+    }
+    if !(1..=10_000).contains(&c.redis.timeout_ms) {
+        return Err(("redis.timeout_ms", "must be between 1 and 10000".into()));
+    }
+    if c.cache.max_entries > 100_000_000 {
+        return Err(("cache.max_entries", "must be at most 100000000".into()));
     }
     if a.argon2_memory_kib < 8 || a.argon2_iterations == 0 || a.argon2_parallelism == 0 {
         return Err((
@@ -732,6 +879,48 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// Endpoint groups a tier may limit separately (see `http::RouteSpec::group`).
+pub const ENDPOINT_GROUPS: &[&str] = &["predict", "models", "auth", "admin"];
+
+fn check_tier(name: &str, tier: &TierConfig) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > 32 || !name.chars().all(plain) {
+        return Err("tier names are 1-32 characters of a-z, 0-9, - and _".into());
+    }
+    let windows = [tier.per_minute, tier.per_hour, tier.per_day];
+    if windows.iter().all(Option::is_none) {
+        return Err("set at least one of per_minute, per_hour, per_day".into());
+    }
+    if windows.contains(&Some(0)) {
+        return Err("limits must be at least 1".into());
+    }
+    match (tier.burst, tier.per_minute) {
+        (Some(_), None) => return Err("burst needs per_minute".into()),
+        (Some(b), Some(m)) if b == 0 || b > m => {
+            return Err(format!("burst must be between 1 and per_minute ({m})"))
+        }
+        _ => {}
+    }
+    for (group, limits) in &tier.endpoints {
+        if !ENDPOINT_GROUPS.contains(&group.as_str()) {
+            return Err(format!(
+                "unknown endpoint group {group:?}; groups: {}",
+                ENDPOINT_GROUPS.join(", ")
+            ));
+        }
+        let windows = [limits.per_minute, limits.per_hour, limits.per_day];
+        if windows.iter().all(Option::is_none) {
+            return Err(format!(
+                "endpoints.{group}: set at least one of per_minute, per_hour, per_day"
+            ));
+        }
+        if windows.contains(&Some(0)) {
+            return Err(format!("endpoints.{group}: limits must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
 fn check_models(models: &[ModelConfig]) -> Result<(), String> {
     let mut names = std::collections::HashSet::new();
     for (i, m) in models.iter().enumerate() {
@@ -801,6 +990,13 @@ fn check_origin(origin: &str) -> Result<(), &'static str> {
 }
 
 impl Config {
+    /// Tier names from the most to the least restrictive (by requests a day).
+    pub fn tier_names(&self) -> Vec<&str> {
+        let mut tiers: Vec<(&String, &TierConfig)> = self.tiers.iter().collect();
+        tiers.sort_by_key(|(name, t)| (t.daily_capacity(), name.as_str()));
+        tiers.into_iter().map(|(name, _)| name.as_str()).collect()
+    }
+
     /// The database file: the configured path, else `$STATE_DIRECTORY/mlapi.db`
     /// (systemd), else `mlapi.db` in the user data dir.
     pub fn database_path(&self) -> PathBuf {

@@ -48,8 +48,15 @@ pub enum Error {
     InvalidScope(String),
     #[error("too many failed logins for this account; retry in {retry_after} seconds")]
     Locked { retry_after: u64 },
-    #[error("too many requests; retry in {retry_after} seconds")]
-    RateLimited { retry_after: u64 },
+    #[error("rate limit exceeded ({}); retry in {retry_after} seconds", .violated.join(", "))]
+    RateLimited {
+        retry_after: u64,
+        /// The policies (windows) that refused, e.g. `free-minute`.
+        violated: Vec<String>,
+    },
+    /// A dependency the operator made mandatory is down.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the server is busy; retry in {retry_after} seconds")]
     Overloaded { retry_after: u64 },
     #[error(transparent)]

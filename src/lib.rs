@@ -15,6 +15,7 @@ pub mod keys;
 pub mod logging;
 pub mod models;
 pub mod ratelimit;
+pub mod remote;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -1,106 +1,554 @@
-//! Rate limiting with GCRA (the generic cell rate algorithm: a token bucket
-//! kept as one "theoretical arrival time" per key), in process.
+//! Rate limiting: GCRA token buckets (the generic cell rate algorithm: one
+//! "theoretical arrival time" per bucket) per subject — a user, or the client
+//! IP of an anonymous request — with every window of the caller's tier checked
+//! and updated together: a request passes only if all its windows allow it.
 //!
-//! Exact under concurrency: a key's check-and-update happens under its shard's
-//! lock. Memory is bounded: idle keys are swept out. This module decides; it
-//! knows nothing of HTTP headers or users.
+//! Two stores hold the buckets: in process (sharded maps, exact under
+//! concurrency because a subject's windows are updated under one lock) and
+//! Redis (one Lua script per request, so it is exact across daemons). Both
+//! run the same arithmetic, `decide`. Without Redis, or while it is down and
+//! `ratelimit.on_redis_error = "local"`, the in-process store decides.
+//!
+//! This module decides; it knows nothing of HTTP headers (see
+//! `http::limits`) or of how a user got their tier.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, EndpointLimits, OnRedisError, TierConfig};
+use crate::remote::{Remote, RemoteError};
 
 const SHARDS: usize = 16;
-/// Per shard; past it, keys whose bucket is full again are dropped.
+/// Per shard: idle buckets are swept out once a shard grows past this.
 const SWEEP_AT: usize = 4096;
+/// Per shard: beyond it (a flood of distinct subjects) buckets are forgotten
+/// early, which lets those subjects start afresh rather than grow memory.
+const MAX_PER_SHARD: usize = 16_384;
 
-/// `limit` requests per `period`, with up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
+/// One bucket: `limit` requests per `period`, at most `burst` at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// The policy name shown to clients (`free-minute`, `pro-predict-day`).
+    pub name: Arc<str>,
     pub limit: u32,
     pub period: Duration,
     pub burst: u32,
 }
 
-impl Quota {
-    pub fn per_minute(limit: u32) -> Quota {
-        Quota {
-            limit,
-            period: Duration::from_secs(60),
-            burst: limit,
-        }
+impl Window {
+    fn interval_us(&self) -> u64 {
+        (self.period.as_micros() as u64 / u64::from(self.limit.max(1))).max(1)
     }
 
-    fn interval(&self) -> Duration {
-        self.period / self.limit.max(1)
+    fn tolerance_us(&self) -> u64 {
+        self.interval_us() * u64::from(self.burst.max(1))
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub limit: u32,
+/// One window after a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowState {
+    pub window: Window,
     pub remaining: u32,
     /// Until the bucket is full again.
     pub reset_after: Duration,
-    /// When refused: until one request would be allowed.
-    pub retry_after: Duration,
+    /// Set when this window refused the request: until it would allow one.
+    pub retry_after: Option<Duration>,
 }
 
-pub struct Limiter {
-    quota: Quota,
-    epoch: Instant,
-    /// Key → theoretical arrival time, as nanoseconds since `epoch`.
-    shards: Vec<Mutex<HashMap<String, u64>>>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Local,
+    Redis,
+    /// Redis was down and `on_redis_error = "allow"`: nothing was counted.
+    Unlimited,
 }
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub allowed: bool,
+    pub windows: Vec<WindowState>,
+    pub source: Source,
+}
+
+impl Decision {
+    /// The window to report: on refusal the one that frees up last, else the
+    /// one with the fewest requests left (then the one resetting last).
+    pub fn reported(&self) -> Option<&WindowState> {
+        if self.allowed {
+            self.windows
+                .iter()
+                .min_by_key(|w| (w.remaining, std::cmp::Reverse(w.reset_after)))
+        } else {
+            self.windows
+                .iter()
+                .filter(|w| w.retry_after.is_some())
+                .max_by_key(|w| w.retry_after)
+        }
+    }
+
+    pub fn retry_after(&self) -> Duration {
+        self.windows
+            .iter()
+            .filter_map(|w| w.retry_after)
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub fn violated(&self) -> Vec<&str> {
+        self.windows
+            .iter()
+            .filter(|w| w.retry_after.is_some())
+            .map(|w| &*w.window.name)
+            .collect()
+    }
+}
+
+/// GCRA over several windows at `now` (µs since the Unix epoch), given each
+/// bucket's stored arrival time (0 = none). Returns the decision and, when
+/// allowed, the arrival times to store. Redis's Lua script mirrors this.
+pub fn decide(windows: &[Window], tats: &[u64], now: u64) -> (bool, Vec<u64>, Vec<WindowState>) {
+    let mut allowed = true;
+    let mut new_tats = Vec::with_capacity(windows.len());
+    let mut states = Vec::with_capacity(windows.len());
+    for (w, &tat) in windows.iter().zip(tats) {
+        let (t, tolerance) = (w.interval_us(), w.tolerance_us());
+        let tat = tat.max(now);
+        let new_tat = tat + t;
+        if new_tat - now > tolerance {
+            allowed = false;
+            states.push(WindowState {
+                window: w.clone(),
+                remaining: 0,
+                reset_after: Duration::from_micros(tat - now),
+                retry_after: Some(Duration::from_micros(new_tat - now - tolerance)),
+            });
+        } else {
+            states.push(WindowState {
+                window: w.clone(),
+                remaining: ((tolerance - (new_tat - now)) / t) as u32,
+                reset_after: Duration::from_micros(new_tat - now),
+                retry_after: None,
+            });
+        }
+        new_tats.push(new_tat);
+    }
+    if !allowed {
+        // Nothing is consumed; windows that would have allowed report their
+        // state as it stays.
+        for (state, &tat) in states.iter_mut().zip(tats) {
+            if state.retry_after.is_none() {
+                *state = peek_one(&state.window, tat, now);
+            }
+        }
+    }
+    (allowed, new_tats, states)
+}
+
+/// A window's state without consuming anything.
+pub fn peek_one(w: &Window, tat: u64, now: u64) -> WindowState {
+    let (t, tolerance) = (w.interval_us(), w.tolerance_us());
+    let ahead = tat.max(now) - now;
+    WindowState {
+        window: w.clone(),
+        remaining: (tolerance.saturating_sub(ahead) / t) as u32,
+        reset_after: Duration::from_micros(ahead),
+        retry_after: None,
+    }
+}
+
+/// Endpoint groups (`[tiers.X.endpoints.<group>]`); see `config::ENDPOINT_GROUPS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    Predict,
+    Models,
+    Auth,
+    Admin,
+}
+
+impl Group {
+    pub const ALL: [Group; 4] = [Group::Predict, Group::Models, Group::Auth, Group::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Predict => "predict",
+            Group::Models => "models",
+            Group::Auth => "auth",
+            Group::Admin => "admin",
+        }
+    }
+}
+
+/// Every tier's windows per endpoint group, built once from the config.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    by_tier: HashMap<String, BTreeMap<Group, Arc<[Window]>>>,
+    strictest: String,
+    anonymous: Arc<[Window]>,
+}
+
+impl Policies {
+    pub fn from_config(config: &Config) -> Self {
+        let by_tier = config
+            .tiers
+            .iter()
+            .map(|(name, tier)| {
+                let groups = Group::ALL
+                    .iter()
+                    .map(|&g| (g, tier_windows(name, tier, g).into()))
+                    .collect();
+                (name.clone(), groups)
+            })
+            .collect();
+        let per_minute = config.ratelimit.anonymous_per_minute;
+        Policies {
+            by_tier,
+            strictest: config.tier_names()[0].to_string(),
+            anonymous: vec![Window {
+                name: "anonymous-minute".into(),
+                limit: per_minute,
+                period: Duration::from_secs(60),
+                burst: per_minute,
+            }]
+            .into(),
+        }
+    }
+
+    /// The windows for a tier and group. A tier missing from the config (a
+    /// user left on a tier that was since removed) gets the strictest tier's.
+    pub fn windows(&self, tier: &str, group: Group) -> Arc<[Window]> {
+        let groups = self
+            .by_tier
+            .get(tier)
+            .or_else(|| self.by_tier.get(&self.strictest))
+            .expect("the strictest tier exists");
+        Arc::clone(&groups[&group])
+    }
+
+    pub fn anonymous(&self) -> Arc<[Window]> {
+        Arc::clone(&self.anonymous)
+    }
+
+    /// All of a tier's windows, each once (for `ratelimit show`).
+    pub fn all_windows(&self, tier: &str) -> Vec<Window> {
+        let mut all: Vec<Window> = Vec::new();
+        for g in Group::ALL {
+            for w in self.windows(tier, g).iter() {
+                if !all.iter().any(|a| a.name == w.name) {
+                    all.push(w.clone());
+                }
+            }
+        }
+        all
+    }
+}
+
+fn tier_windows(tier: &str, t: &TierConfig, group: Group) -> Vec<Window> {
+    let mut windows = windows_of(
+        tier,
+        &EndpointLimits {
+            per_minute: t.per_minute,
+            per_hour: t.per_hour,
+            per_day: t.per_day,
+        },
+        t.burst,
+    );
+    if let Some(limits) = t.endpoints.get(group.as_str()) {
+        windows.extend(windows_of(
+            &format!("{tier}-{}", group.as_str()),
+            limits,
+            None,
+        ));
+    }
+    windows
+}
+
+fn windows_of(prefix: &str, l: &EndpointLimits, burst: Option<u32>) -> Vec<Window> {
+    [
+        ("minute", l.per_minute, 60),
+        ("hour", l.per_hour, 3_600),
+        ("day", l.per_day, 86_400),
+    ]
+    .into_iter()
+    .filter_map(|(unit, limit, secs)| {
+        let limit = limit?;
+        Some(Window {
+            name: format!("{prefix}-{unit}").into(),
+            limit,
+            period: Duration::from_secs(secs),
+            burst: if unit == "minute" {
+                burst.unwrap_or(limit)
+            } else {
+                limit
+            },
+        })
+    })
+    .collect()
+}
+
+/// The in-process store.
+struct Local {
+    /// Unix time at `started`, so decisions use a monotonic clock but report
+    /// wall-clock resets.
+    epoch_us: u64,
+    started: Instant,
+    shards: Vec<Mutex<Shard>>,
+}
+
+#[derive(Default)]
+struct Shard {
+    /// `subject|window` → arrival time (µs since the Unix epoch).
+    tats: HashMap<String, u64>,
+    sweep_at: usize,
+}
+
+impl Local {
+    fn new() -> Self {
+        Local {
+            epoch_us: unix_us(),
+            started: Instant::now(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch_us + self.started.elapsed().as_micros() as u64
+    }
+
+    fn shard(&self, subject: &str) -> std::sync::MutexGuard<'_, Shard> {
+        let mut hasher = DefaultHasher::new();
+        subject.hash(&mut hasher);
+        self.shards[hasher.finish() as usize % SHARDS]
+            .lock()
+            .expect("limiter shard")
+    }
+
+    fn check(&self, subject: &str, windows: &[Window]) -> Decision {
+        let now = self.now();
+        let keys: Vec<String> = windows
+            .iter()
+            .map(|w| format!("{subject}|{}", w.name))
+            .collect();
+        let mut shard = self.shard(subject);
+        let tats: Vec<u64> = keys
+            .iter()
+            .map(|k| shard.tats.get(k).copied().unwrap_or(0))
+            .collect();
+        let (allowed, new_tats, states) = decide(windows, &tats, now);
+        if allowed {
+            for (key, tat) in keys.into_iter().zip(new_tats) {
+                shard.tats.insert(key, tat);
+            }
+            shard.sweep(now);
+        }
+        Decision {
+            allowed,
+            windows: states,
+            source: Source::Local,
+        }
+    }
+
+    fn peek(&self, subject: &str, windows: &[Window]) -> Vec<WindowState> {
+        let now = self.now();
+        let shard = self.shard(subject);
+        windows
+            .iter()
+            .map(|w| {
+                let tat = shard
+                    .tats
+                    .get(&format!("{subject}|{}", w.name))
+                    .copied()
+                    .unwrap_or(0);
+                peek_one(w, tat, now)
+            })
+            .collect()
+    }
+}
+
+impl Shard {
+    /// Drops full buckets (arrival time in the past) once the shard has grown,
+    /// amortised: the next sweep waits until the shard doubles.
+    fn sweep(&mut self, now: u64) {
+        if self.tats.len() <= self.sweep_at.max(SWEEP_AT) {
+            return;
+        }
+        self.tats.retain(|_, tat| *tat > now);
+        if self.tats.len() > MAX_PER_SHARD {
+            let mut keep = false;
+            self.tats.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+        }
+        self.sweep_at = self.tats.len() * 2;
+    }
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Checks every window (KEYS) atomically with the server's clock. ARGV holds
+/// each window's emission interval and tolerance in µs. Returns the server
+/// time and the arrival times it read; Rust's `decide` repeats the arithmetic
+/// to build headers. Buckets are updated only when every window allows.
+const GCRA_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tats = {}
+local allowed = true
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  tats[i] = tat
+  if tat < now then tat = now end
+  if tat + interval - now > tolerance then allowed = false end
+end
+if allowed then
+  for i = 1, #KEYS do
+    local interval = tonumber(ARGV[2 * i - 1])
+    local tat = tats[i]
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+  end
+end
+local out = {string.format('%d', now)}
+for i = 1, #KEYS do out[i + 1] = string.format('%d', tats[i]) end
+return out
+"#;
+
+/// Decides rate limits for the daemon; see the module doc.
+pub struct Limiter {
+    local: Local,
+    remote: Option<Arc<Remote>>,
+    on_error: OnRedisError,
+    script: redis::Script,
+    pub policies: Policies,
+    /// Requests refused (429), and decisions Redis could not make.
+    pub rejected: AtomicU64,
+    pub fallbacks: AtomicU64,
+}
+
+/// Redis is down and `on_redis_error = "deny"`.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiting is unavailable (Redis is unreachable)")]
+pub struct Unavailable;
 
 impl Limiter {
-    pub fn new(quota: Quota) -> Self {
+    pub fn new(config: &Config, remote: Option<Arc<Remote>>) -> Self {
         Limiter {
-            quota,
-            epoch: Instant::now(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            local: Local::new(),
+            remote,
+            on_error: config.ratelimit.on_redis_error,
+            script: redis::Script::new(GCRA_LUA),
+            policies: Policies::from_config(config),
+            rejected: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
         }
     }
 
-    pub fn check(&self, key: &str) -> Decision {
-        self.check_at(key, Instant::now())
-    }
-
-    pub fn check_at(&self, key: &str, now: Instant) -> Decision {
-        let now = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        let t = self.quota.interval().as_nanos() as u64;
-        let tolerance = t * u64::from(self.quota.burst.max(1));
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let mut shard = self.shards[hasher.finish() as usize % SHARDS]
-            .lock()
-            .expect("limiter shard");
-        let tat = shard.get(key).copied().unwrap_or(now).max(now);
-        let new_tat = tat + t;
-        let decision = if new_tat - now > tolerance {
-            Decision {
-                allowed: false,
-                limit: self.quota.limit,
-                remaining: 0,
-                reset_after: Duration::from_nanos(tat - now),
-                retry_after: Duration::from_nanos(new_tat - now - tolerance),
-            }
-        } else {
-            shard.insert(key.to_string(), new_tat);
-            Decision {
-                allowed: true,
-                limit: self.quota.limit,
-                remaining: ((tolerance - (new_tat - now)) / t) as u32,
-                reset_after: Duration::from_nanos(new_tat - now),
-                retry_after: Duration::ZERO,
-            }
+    /// Counts one request against every window for `subject`.
+    pub async fn check(&self, subject: &str, windows: &[Window]) -> Result<Decision, Unavailable> {
+        let decision = match &self.remote {
+            None => self.local.check(subject, windows),
+            Some(remote) => match self.check_remote(remote, subject, windows).await {
+                Ok(decision) => decision,
+                Err(_) => {
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    match self.on_error {
+                        OnRedisError::Local => self.local.check(subject, windows),
+                        OnRedisError::Allow => Decision {
+                            allowed: true,
+                            windows: Vec::new(),
+                            source: Source::Unlimited,
+                        },
+                        OnRedisError::Deny => return Err(Unavailable),
+                    }
+                }
+            },
         };
-        if shard.len() > SWEEP_AT {
-            shard.retain(|_, tat| *tat > now);
+        if !decision.allowed {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
         }
-        decision
+        Ok(decision)
+    }
+
+    fn redis_key(remote: &Remote, subject: &str, w: &Window) -> String {
+        remote.key(&format!("rl:{subject}:{}", w.name))
+    }
+
+    async fn check_remote(
+        &self,
+        remote: &Remote,
+        subject: &str,
+        windows: &[Window],
+    ) -> Result<Decision, RemoteError> {
+        let mut invocation = self.script.prepare_invoke();
+        for w in windows {
+            invocation
+                .key(Self::redis_key(remote, subject, w))
+                .arg(w.interval_us())
+                .arg(w.tolerance_us());
+        }
+        let reply: Vec<u64> = remote
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        let (now, tats) = reply
+            .split_first()
+            .filter(|(_, tats)| tats.len() == windows.len())
+            .ok_or_else(|| RemoteError::Command("unexpected script reply".into()))?;
+        let (allowed, _, states) = decide(windows, tats, *now);
+        Ok(Decision {
+            allowed,
+            windows: states,
+            source: Source::Redis,
+        })
+    }
+
+    /// Current state of `subject`'s windows without counting a request:
+    /// from Redis when it is configured and answers, else this process.
+    pub async fn peek(&self, subject: &str, windows: &[Window]) -> (Source, Vec<WindowState>) {
+        if let Some(remote) = &self.remote {
+            if let Ok(states) = Self::peek_remote(remote, subject, windows).await {
+                return (Source::Redis, states);
+            }
+        }
+        (Source::Local, self.local.peek(subject, windows))
+    }
+
+    async fn peek_remote(
+        remote: &Remote,
+        subject: &str,
+        windows: &[Window],
+    ) -> Result<Vec<WindowState>, RemoteError> {
+        let keys: Vec<String> = windows
+            .iter()
+            .map(|w| Self::redis_key(remote, subject, w))
+            .collect();
+        let (time, tats): ((u64, u64), Vec<Option<u64>>) = remote
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .cmd("TIME")
+                    .cmd("MGET")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let now = time.0 * 1_000_000 + time.1;
+        Ok(windows
+            .iter()
+            .zip(tats)
+            .map(|(w, tat)| peek_one(w, tat.unwrap_or(0), now))
+            .collect())
     }
 }
 
@@ -108,44 +556,132 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn allows_the_limit_then_refuses_then_recovers() {
-        let limiter = Limiter::new(Quota::per_minute(5));
-        let start = Instant::now();
-        for i in 0..5 {
-            let d = limiter.check_at("ip", start);
-            assert!(d.allowed, "request {i}");
-            assert_eq!(d.remaining, 4 - i);
+    fn window(limit: u32, secs: u64) -> Window {
+        Window {
+            name: format!("t-{secs}").into(),
+            limit,
+            period: Duration::from_secs(secs),
+            burst: limit,
         }
-        let refused = limiter.check_at("ip", start);
-        assert!(!refused.allowed);
-        assert_eq!(refused.retry_after, Duration::from_secs(12));
-        assert!(
-            limiter.check_at("other", start).allowed,
-            "keys are independent"
-        );
-        assert!(
-            limiter
-                .check_at("ip", start + Duration::from_secs(12))
-                .allowed
-        );
     }
 
     #[test]
-    fn exact_under_concurrency() {
-        let limiter = std::sync::Arc::new(Limiter::new(Quota::per_minute(50)));
-        let allowed = std::sync::atomic::AtomicU32::new(0);
+    fn allows_the_limit_then_refuses_then_recovers() {
+        let w = [window(5, 60)];
+        let mut tats = vec![0];
+        let now = 1_000_000_000_000;
+        for i in 0..5 {
+            let (allowed, new, states) = decide(&w, &tats, now);
+            assert!(allowed, "request {i}");
+            assert_eq!(states[0].remaining, 4 - i);
+            tats = new;
+        }
+        let (allowed, _, states) = decide(&w, &tats, now);
+        assert!(!allowed);
+        assert_eq!(states[0].retry_after, Some(Duration::from_secs(12)));
+        assert_eq!(states[0].reset_after, Duration::from_secs(60));
+        assert!(decide(&w, &tats, now + 12_000_000).0);
+    }
+
+    #[test]
+    fn a_refusing_window_consumes_nothing_in_the_others() {
+        let w = [window(100, 60), window(2, 86_400)];
+        let now = 5_000_000_000;
+        let (_, tats, _) = decide(&w, &[0, 0], now);
+        let (_, tats, _) = decide(&w, &tats, now);
+        let (allowed, _, states) = decide(&w, &tats, now);
+        assert!(!allowed);
+        assert_eq!(states[0].remaining, 98, "the minute window was not charged");
+        assert!(states[0].retry_after.is_none());
+        assert!(states[1].retry_after.is_some());
+        let d = Decision {
+            allowed,
+            windows: states,
+            source: Source::Local,
+        };
+        assert_eq!(d.violated(), vec!["t-86400"]);
+        assert_eq!(&*d.reported().unwrap().window.name, "t-86400");
+    }
+
+    #[test]
+    fn the_tightest_window_is_reported() {
+        let w = [window(10, 60), window(3, 86_400)];
+        let (_, _, states) = decide(&w, &[0, 0], 1_000_000);
+        let d = Decision {
+            allowed: true,
+            windows: states,
+            source: Source::Local,
+        };
+        let reported = d.reported().unwrap();
+        assert_eq!(reported.window.limit, 3);
+        assert_eq!(reported.remaining, 2);
+    }
+
+    #[test]
+    fn tiers_get_their_windows_and_endpoint_limits() {
+        let mut config = Config::default();
+        config.tiers.get_mut("free").unwrap().endpoints.insert(
+            "predict".into(),
+            EndpointLimits {
+                per_minute: Some(5),
+                ..EndpointLimits::default()
+            },
+        );
+        let p = Policies::from_config(&config);
+        let names = |ws: Arc<[Window]>| ws.iter().map(|w| w.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(p.windows("free", Group::Predict)),
+            ["free-minute", "free-day", "free-predict-minute"]
+        );
+        assert_eq!(
+            names(p.windows("free", Group::Models)),
+            ["free-minute", "free-day"]
+        );
+        assert_eq!(
+            names(p.windows("pro", Group::Predict)),
+            ["pro-minute", "pro-day"]
+        );
+        assert_eq!(
+            names(p.windows("retired-tier", Group::Models)),
+            ["free-minute", "free-day"],
+            "an unknown tier gets the strictest"
+        );
+        assert_eq!(p.all_windows("free").len(), 3);
+    }
+
+    #[test]
+    fn local_store_is_exact_under_concurrency() {
+        let local = Local::new();
+        let w = [window(50, 3_600)];
+        let allowed = AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..25 {
-                        if limiter.check("k").allowed {
-                            allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if local.check("u:1", &w).allowed {
+                            allowed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 });
             }
         });
         assert_eq!(allowed.into_inner(), 50);
+        assert_eq!(local.peek("u:1", &w)[0].remaining, 0);
+        assert_eq!(local.peek("u:2", &w)[0].remaining, 50);
+    }
+
+    #[test]
+    fn sweeping_keeps_memory_bounded() {
+        let local = Local::new();
+        let w = [window(10, 86_400)];
+        for i in 0..(SHARDS * MAX_PER_SHARD * 2) {
+            local.check(&format!("ip:{i}"), &w);
+        }
+        let total: usize = local
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().tats.len())
+            .sum();
+        assert!(total <= SHARDS * MAX_PER_SHARD * 2, "{total} buckets kept");
     }
 }

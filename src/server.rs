@@ -105,6 +105,16 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     tokio::spawn(reload_on_hangup(Arc::clone(&app), hangup));
     tokio::spawn(watch_state(Arc::clone(&app)));
     tokio::spawn(flush_usage_periodically(Arc::clone(&app)));
+    if let Some(remote) = app.remote.clone() {
+        // One attempt before answering, so a healthy Redis is in use from
+        // the first request; a dead one only delays startup by a second.
+        if let Err(e) = remote.connect_now().await {
+            tracing::warn!(error = %e, "redis unreachable at startup; serving with per-daemon limits and cache");
+        } else {
+            tracing::info!("redis connected");
+        }
+        tokio::spawn(async move { remote.keep_connected().await });
+    }
 
     tracing::info!(database = %app.store.path().display(), "mlapi {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {

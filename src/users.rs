@@ -19,9 +19,6 @@ use crate::auth::scopes::Role;
 use crate::error::{Error, FieldError, Result};
 use crate::store::{self, StoreError};
 
-/// Tier names users can be put on. (Limits per tier arrive with rate limiting.)
-pub const TIERS: &[&str] = &["free", "pro", "enterprise"];
-
 /// An account, as everything outside this module sees it (no hash).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct User {
@@ -103,13 +100,20 @@ pub fn check_email(email: &str) -> std::result::Result<String, FieldError> {
     Ok(email.to_lowercase())
 }
 
-pub fn check_tier(tier: &str) -> std::result::Result<(), FieldError> {
-    if TIERS.contains(&tier) {
+/// Tiers are the config's (`[tiers.*]`).
+pub fn check_tier(
+    config: &crate::config::Config,
+    tier: &str,
+) -> std::result::Result<(), FieldError> {
+    if config.tiers.contains_key(tier) {
         Ok(())
     } else {
         Err(FieldError::new(
             "tier",
-            format!("unknown tier {tier:?}; tiers are {}", TIERS.join(", ")),
+            format!(
+                "unknown tier {tier:?}; tiers are {}",
+                config.tier_names().join(", ")
+            ),
         ))
     }
 }
@@ -140,7 +144,7 @@ pub async fn create(app: &Arc<App>, new: NewUser, actor: &Actor) -> Result<User>
         .tier
         .clone()
         .unwrap_or_else(|| app.config.auth.default_tier.clone());
-    if let Err(e) = check_tier(&tier) {
+    if let Err(e) = check_tier(&app.config, &tier) {
         errors.push(e);
     }
     if !errors.is_empty() {
@@ -275,7 +279,7 @@ pub enum Change {
 /// and makes running daemons see it within a second.
 pub async fn update(app: &Arc<App>, who: &str, change: Change, actor: &Actor) -> Result<User> {
     if let Change::Tier(tier) = &change {
-        check_tier(tier).map_err(|e| Error::Invalid(vec![e]))?;
+        check_tier(&app.config, tier).map_err(|e| Error::Invalid(vec![e]))?;
     }
     let who_owned = who.to_string();
     let actor = actor.clone();

@@ -13,6 +13,7 @@ use warp::http::StatusCode;
 use warp::Filter;
 
 use super::body::{self, Payload};
+use super::limits::{limit_anonymous, limit_user};
 use super::middleware::RequestContext;
 use super::problem::{json_response, ApiError, Response, JSON};
 use crate::app::App;
@@ -21,6 +22,7 @@ use crate::auth::scopes::{Role, Scope};
 use crate::auth::{self, Credential, Principal, TokenPair};
 use crate::error::Error;
 use crate::keys;
+use crate::ratelimit::Group;
 use crate::users::{self, Change, User};
 
 pub(super) fn with_app(
@@ -37,6 +39,7 @@ pub(super) fn context(
         ctx.unwrap_or_else(|| RequestContext {
             request_id: String::new(),
             client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
+            limits: Default::default(),
         })
     })
 }
@@ -78,11 +81,24 @@ pub fn principal(
 }
 
 /// What every protected handler starts from: the app, the request's
-/// context and the authenticated caller.
+/// context and the authenticated caller, once the caller's rate limits for
+/// `group` allowed the request (401s never count against a quota).
 pub(super) fn authed(
     app: &Arc<App>,
+    group: Group,
 ) -> impl Filter<Extract = (Arc<App>, RequestContext, Principal), Error = warp::Rejection> + Clone {
-    with_app(app).and(context()).and(principal(app))
+    with_app(app)
+        .and(context())
+        .and(principal(app))
+        .and_then(
+            move |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
+                match limit_user(&app, &ctx, &p, group).await {
+                    Ok(()) => Ok((app, ctx, p)),
+                    Err(e) => Err(warp::reject::custom(ApiError::from(e))),
+                }
+            },
+        )
+        .untuple_one()
 }
 
 /// Account routes (key management, logout) need a user session: an API key
@@ -121,18 +137,6 @@ pub(super) async fn authorize(
         return Err(e.into());
     }
     Err(Error::MissingScope(scope).into())
-}
-
-/// Per-client-IP limit for unauthenticated routes.
-fn limit_anonymous(app: &App, ctx: &RequestContext) -> Result<(), Error> {
-    let decision = app.anonymous_limiter.check(&ctx.client_ip.to_string());
-    if decision.allowed {
-        Ok(())
-    } else {
-        Err(Error::RateLimited {
-            retry_after: decision.retry_after.as_secs_f64().ceil() as u64,
-        })
-    }
 }
 
 pub(super) fn reply(result: Result<Response, ApiError>) -> Response {
@@ -244,7 +248,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
             |app: Arc<App>, ctx: RequestContext, req: RegisterRequest| async move {
                 reply(
                     async {
-                        limit_anonymous(&app, &ctx)?;
+                        limit_anonymous(&app, &ctx).await?;
                         let actor = actor("anonymous", &ctx);
                         let user =
                             auth::register(&app, req.username, req.email, req.password, &actor)
@@ -267,7 +271,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         .and(body::json_or_form(max))
         .then(|app: Arc<App>, ctx: RequestContext, payload: Payload| async move {
             reply(async {
-                limit_anonymous(&app, &ctx)?;
+                limit_anonymous(&app, &ctx).await?;
                 let req: LoginRequest = match payload {
                     Payload::Json(b) => body::decode(&b)?,
                     Payload::Form(b) => body::decode_form(&b)?,
@@ -308,7 +312,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
             |app: Arc<App>, ctx: RequestContext, req: RefreshRequest| async move {
                 reply(
                     async {
-                        limit_anonymous(&app, &ctx)?;
+                        limit_anonymous(&app, &ctx).await?;
                         let pair =
                             auth::refresh(&app, &req.refresh_token, &actor("anonymous", &ctx))
                                 .await?;
@@ -321,7 +325,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let logout = warp::path!("api" / "v1" / "auth" / "logout")
         .and(warp::post())
-        .and(authed(app))
+        .and(authed(app, Group::Auth))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -336,12 +340,14 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let me = warp::path!("api" / "v1" / "users" / "me")
         .and(warp::get())
-        .and(principal(app))
-        .map(|p: Principal| json_response(StatusCode::OK, JSON, &me_body(&p.user, Some(&p))));
+        .and(authed(app, Group::Auth))
+        .map(|_app: Arc<App>, _ctx: RequestContext, p: Principal| {
+            json_response(StatusCode::OK, JSON, &me_body(&p.user, Some(&p)))
+        });
 
     let admin_list = warp::path!("api" / "v1" / "admin" / "users")
         .and(warp::get())
-        .and(authed(app))
+        .and(authed(app, Group::Admin))
         .and(warp::query::<Page>())
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, page: Page| async move {
@@ -364,7 +370,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_get = warp::path!("api" / "v1" / "admin" / "users" / String)
         .and(warp::get())
-        .and(authed(app))
+        .and(authed(app, Group::Admin))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -380,7 +386,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_patch = warp::path!("api" / "v1" / "admin" / "users" / String)
         .and(warp::patch())
-        .and(authed(app))
+        .and(authed(app, Group::Admin))
         .and(body::json::<UserPatch>(max))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal, patch: UserPatch| async move {
@@ -416,7 +422,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
     let max = app.config.server.max_body_bytes;
     let create = warp::path!("api" / "v1" / "auth" / "api-keys")
         .and(warp::post())
-        .and(authed(app))
+        .and(authed(app, Group::Auth))
         .and(body::json::<NewKeyRequest>(max))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, req: NewKeyRequest| async move {
@@ -426,7 +432,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let list = warp::path!("api" / "v1" / "auth" / "api-keys")
         .and(warp::get())
-        .and(authed(app))
+        .and(authed(app, Group::Auth))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -447,7 +453,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let revoke = warp::path!("api" / "v1" / "auth" / "api-keys" / String)
         .and(warp::delete())
-        .and(authed(app))
+        .and(authed(app, Group::Auth))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -466,9 +472,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
     let rotate =
         warp::path!("api" / "v1" / "auth" / "api-keys" / String / "rotate")
             .and(warp::post())
-            .and(with_app(app))
-            .and(context())
-            .and(principal(app))
+            .and(authed(app, Group::Auth))
             .and(optional_json::<RotateRequest>(max))
             .then(
                 |id: String,
@@ -499,7 +503,7 @@ fn key_routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
     let admin_revoke = warp::path!("api" / "v1" / "admin" / "api-keys" / String)
         .and(warp::delete())
-        .and(authed(app))
+        .and(authed(app, Group::Admin))
         .then(
             |id: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -665,7 +669,7 @@ async fn token_grant(
         }
         Error::InvalidScope(_) => oauth(400, "invalid_scope", e.to_string()),
         Error::Invalid(_) => oauth(400, "invalid_request", e.to_string()),
-        Error::Locked { retry_after } | Error::RateLimited { retry_after } => ApiError::OAuth {
+        Error::Locked { retry_after } | Error::RateLimited { retry_after, .. } => ApiError::OAuth {
             status: 429,
             error: if matches!(e, Error::Locked { .. }) {
                 "invalid_grant"
@@ -695,7 +699,7 @@ async fn token_grant(
             _ => oauth(500, "server_error", "internal error".into()),
         },
     };
-    limit_anonymous(app, ctx).map_err(map)?;
+    limit_anonymous(app, ctx).await.map_err(map)?;
     let req: TokenRequest = serde_urlencoded::from_bytes(form)
         .map_err(|e| oauth(400, "invalid_request", e.to_string()))?;
     let actor = actor("anonymous", ctx);

@@ -28,6 +28,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct RequestContext {
     pub request_id: String,
     pub client_ip: IpAddr,
+    /// The rate-limit decision, if the route is limited; rendered as headers
+    /// on the response, whatever its status.
+    pub limits: super::limits::Slot,
 }
 
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-API-Key, X-Request-Id, API-Version, Accept-Version, Cache-Control";
@@ -60,6 +63,7 @@ where
         Ok(Some(v)) => app.directory.api_version(v.version),
         _ => None,
     };
+    let limits = super::limits::Slot::default();
     let response = match (&client, &version) {
         (Err(e), _) => e.clone().into_response(),
         (_, Err(e)) => e.clone().into_response(),
@@ -91,6 +95,7 @@ where
                 req.extensions_mut().insert(RequestContext {
                     request_id: request_id.clone(),
                     client_ip,
+                    limits: Arc::clone(&limits),
                 });
                 match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
                     Ok(Ok(response)) => response,
@@ -106,6 +111,13 @@ where
         }
     };
     let mut response = response;
+    if let Some(decision) = limits.get() {
+        super::limits::add_headers(
+            response.headers_mut(),
+            decision,
+            crate::store::now().max(0) as u64,
+        );
+    }
     finish(
         &app,
         &route_path,

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod predict;
@@ -287,15 +288,20 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_app.clone())
         .map(|app: Arc<App>| {
-            json_response(
-                StatusCode::OK,
-                JSON,
-                &json!({
-                    "status": "ok",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "uptime_secs": app.started.elapsed().as_secs(),
-                }),
-            )
+            let mut body = json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_secs": app.started.elapsed().as_secs(),
+            });
+            // Liveness never fails on Redis; it only says that it is down.
+            if let Some(remote) = &app.remote {
+                let up = remote.is_up();
+                body["redis"] = json!(if up { "connected" } else { "unreachable" });
+                if !up {
+                    body["status"] = json!("degraded");
+                }
+            }
+            json_response(StatusCode::OK, JSON, &body)
         });
 
     let ready = warp::path!("ready")
@@ -334,7 +340,13 @@ async fn ready(app: Arc<App>) -> Response {
     let checks = app.readiness().await;
     let map: serde_json::Map<String, serde_json::Value> = checks
         .iter()
-        .map(|c| (c.name.to_string(), json!({"ok": c.ok, "detail": c.detail})))
+        .map(|c| {
+            let mut check = json!({"ok": c.ok, "detail": c.detail});
+            if c.degraded {
+                check["degraded"] = json!(true);
+            }
+            (c.name.to_string(), check)
+        })
         .collect();
     let failing: Vec<String> = checks
         .iter()
@@ -342,10 +354,15 @@ async fn ready(app: Arc<App>) -> Response {
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect();
     if failing.is_empty() {
+        let status = if checks.iter().any(|c| c.degraded) {
+            "degraded"
+        } else {
+            "ready"
+        };
         return json_response(
             StatusCode::OK,
             JSON,
-            &json!({"status": "ready", "checks": map}),
+            &json!({"status": status, "checks": map}),
         );
     }
     let mut extra = serde_json::Map::new();

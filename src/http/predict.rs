@@ -21,6 +21,7 @@ use crate::auth::scopes::Scope;
 use crate::auth::Principal;
 use crate::error::FieldError;
 use crate::models::{InferenceError, Model, Prediction};
+use crate::ratelimit::Group;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +43,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
     let max = app.config.server.max_body_bytes;
     let v1 = warp::path!("api" / "v1" / "predict")
         .and(warp::post())
-        .and(authed(app))
+        .and(authed(app, Group::Predict))
         .and(body::json::<V1Request>(max))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, req: V1Request| async move {
@@ -51,7 +52,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         );
     let v2 = warp::path!("api" / "v2" / "predict")
         .and(warp::post())
-        .and(authed(app))
+        .and(authed(app, Group::Predict))
         .and(body::json::<V2Request>(max))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal, req: V2Request| async move {
@@ -60,7 +61,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         );
     let list = warp::path!("api" / "v1" / "models")
         .and(warp::get())
-        .and(authed(app))
+        .and(authed(app, Group::Models))
         .then(
             |app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(
@@ -78,7 +79,7 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
         );
     let one = warp::path!("api" / "v1" / "models" / String)
         .and(warp::get())
-        .and(authed(app))
+        .and(authed(app, Group::Models))
         .then(
             |name: String, app: Arc<App>, ctx: RequestContext, p: Principal| async move {
                 reply(

@@ -17,6 +17,8 @@ pub type Response = warp::http::Response<Body>;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const JSON: &str = "application/json";
+/// Problem type of draft-ietf-httpapi-ratelimit-headers for a refused request.
+pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
 pub use crate::error::FieldError;
 
@@ -48,10 +50,12 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// 429; with `violated`, the ratelimit-headers draft's `quota-exceeded` problem.
     #[error("{detail}")]
     TooManyRequests {
         detail: String,
         retry_after_secs: u64,
+        violated: Vec<String>,
     },
     /// The OAuth2 token endpoint's own error format (RFC 6749 §5.2).
     #[error("{description}")]
@@ -105,12 +109,24 @@ impl From<Error> for ApiError {
                 scope: None,
             },
             Error::InvalidScope(_) => ApiError::BadRequest(e.to_string()),
-            Error::Locked { retry_after } | Error::RateLimited { retry_after } => {
-                ApiError::TooManyRequests {
-                    detail: e.to_string(),
-                    retry_after_secs: retry_after.max(1),
-                }
-            }
+            Error::Locked { retry_after } => ApiError::TooManyRequests {
+                detail: e.to_string(),
+                retry_after_secs: retry_after.max(1),
+                violated: Vec::new(),
+            },
+            Error::RateLimited {
+                retry_after,
+                ref violated,
+            } => ApiError::TooManyRequests {
+                detail: e.to_string(),
+                retry_after_secs: retry_after.max(1),
+                violated: violated.clone(),
+            },
+            Error::Unavailable(detail) => ApiError::Unavailable {
+                detail,
+                retry_after_secs: 1,
+                extra: Map::new(),
+            },
             Error::Overloaded { retry_after } => ApiError::Unavailable {
                 detail: e.to_string(),
                 retry_after_secs: retry_after.max(1),
@@ -201,9 +217,15 @@ impl ApiError {
                 body.extend(extra);
             }
             ApiError::TooManyRequests {
-                retry_after_secs, ..
+                retry_after_secs,
+                violated,
+                ..
             } => {
                 headers.push((header::RETRY_AFTER, HeaderValue::from(retry_after_secs)));
+                if !violated.is_empty() {
+                    body.insert("type".into(), json!(QUOTA_EXCEEDED));
+                    body.insert("violated-policies".into(), json!(violated));
+                }
             }
             ApiError::Unauthorized { presented, .. } => {
                 let value = if presented {

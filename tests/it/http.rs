@@ -385,17 +385,41 @@ fn ready_checks_redis_when_configured() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json()["checks"]["redis"]["ok"], true);
 
+    assert_eq!(daemon.get("/health").json()["redis"], "connected");
+
+    // Limits and the cache fall back per daemon (the default
+    // on_redis_error = "local"), so the daemon stays ready, flagged degraded.
     redis.stop();
     let r = daemon.get("/ready");
-    let body = r.problem(503);
-    assert_eq!(body["checks"]["redis"]["ok"], false);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body = r.json();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["checks"]["redis"]["degraded"], true);
     assert_eq!(body["checks"]["database"]["ok"], true);
     assert!(
         !r.body.contains("redis.sock"),
         "the Redis address stays private: {}",
         r.body
     );
-    assert_eq!(daemon.get("/health").status, 200);
+    let health = daemon.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "degraded");
+    assert_eq!(health.json()["redis"], "unreachable");
+}
+
+#[test]
+fn without_redis_a_deny_policy_makes_the_daemon_unready() {
+    let mut redis = Redis::start();
+    let setup = Setup::new(&format!(
+        "[redis]\nurl = \"{}\"\n\n[ratelimit]\non_redis_error = \"deny\"\n",
+        redis.url()
+    ));
+    let daemon = setup.start();
+    assert_eq!(daemon.get("/ready").status, 200);
+    redis.stop();
+    let body = daemon.get("/ready").problem(503);
+    assert_eq!(body["checks"]["redis"]["ok"], false);
+    assert!(body["detail"].as_str().unwrap().contains("deny"), "{body}");
 }
 
 #[test]

@@ -17,9 +17,11 @@ const PASSWORD: &str = "SecurePass123!";
 
 /// Cheap argon2 so the suite stays fast (the defaults stay at OWASP strength),
 /// a known HS256 secret so tests can forge tokens, and room for many logins.
+/// Cheap hashing, a fixed signing secret, and limits roomy enough that
+/// tests of other features never meet them (`ratelimit.rs` tests limits).
 pub fn auth_config(extra_auth: &str) -> String {
     format!(
-        "[auth]\njwt_secret = \"{SECRET}\"\nargon2_memory_kib = 64\nargon2_iterations = 1\n{extra_auth}\n\n[ratelimit]\nanonymous_per_minute = 1000\n"
+        "[auth]\njwt_secret = \"{SECRET}\"\nargon2_memory_kib = 64\nargon2_iterations = 1\n{extra_auth}\n\n[ratelimit]\nanonymous_per_minute = 1000\n\n[tiers.free]\nper_minute = 10000\nper_day = 1000000\n"
     )
 }
 

@@ -1,0 +1,144 @@
+//! Rate limits at the HTTP boundary: which subject and windows a request
+//! counts against, and the headers that describe the decision.
+//!
+//! The decision is made by `ratelimit::Limiter`; this module only maps a
+//! request to it and the result to `X-RateLimit-*`, `RateLimit-Policy`,
+//! `RateLimit` (draft-ietf-httpapi-ratelimit-headers) and 429s.
+
+use std::sync::Arc;
+
+use warp::http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::middleware::RequestContext;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::Error;
+use crate::ratelimit::{Decision, Group, Window};
+
+/// Counts a request by an authenticated caller: the subject is the user, so
+/// all of a user's keys and tokens share one budget.
+pub async fn limit_user(
+    app: &App,
+    ctx: &RequestContext,
+    p: &Principal,
+    group: Group,
+) -> Result<(), Error> {
+    let windows = app.limiter.policies.windows(&p.user.tier, group);
+    check(app, ctx, &format!("u:{}", p.user.id), &windows).await
+}
+
+/// Counts a request on an anonymous route (register, login, token, refresh)
+/// by client IP (`X-Forwarded-For` only from trusted proxies).
+pub async fn limit_anonymous(app: &App, ctx: &RequestContext) -> Result<(), Error> {
+    let windows = app.limiter.policies.anonymous();
+    check(app, ctx, &format!("ip:{}", ctx.client_ip), &windows).await
+}
+
+async fn check(
+    app: &App,
+    ctx: &RequestContext,
+    subject: &str,
+    windows: &[Window],
+) -> Result<(), Error> {
+    let decision = app
+        .limiter
+        .check(subject, windows)
+        .await
+        .map_err(|e| Error::Unavailable(format!("{e}; retry shortly")))?;
+    let allowed = decision.allowed;
+    let retry_after = decision.retry_after();
+    let violated: Vec<String> = decision.violated().into_iter().map(String::from).collect();
+    // The middleware turns it into headers on whatever response follows.
+    let _ = ctx.limits.set(decision);
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::RateLimited {
+            retry_after: retry_after.as_secs_f64().ceil() as u64,
+            violated,
+        })
+    }
+}
+
+/// The headers for a decision, `now` being the current Unix time in seconds.
+pub fn add_headers(headers: &mut HeaderMap, decision: &Decision, now: u64) {
+    let Some(reported) = decision.reported() else {
+        return;
+    };
+    let reset_secs = reported.reset_after.as_secs_f64().ceil() as u64;
+    let policy = decision
+        .windows
+        .iter()
+        .map(|w| {
+            format!(
+                "\"{}\";q={};w={}",
+                w.window.name,
+                w.window.limit,
+                w.window.period.as_secs()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fields: [(&'static str, String); 5] = [
+        ("x-ratelimit-limit", reported.window.limit.to_string()),
+        ("x-ratelimit-remaining", reported.remaining.to_string()),
+        ("x-ratelimit-reset", (now + reset_secs).to_string()),
+        ("ratelimit-policy", policy),
+        (
+            "ratelimit",
+            format!(
+                "\"{}\";r={};t={}",
+                reported.window.name, reported.remaining, reset_secs
+            ),
+        ),
+    ];
+    for (name, value) in fields {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// The slot a request's decision is left in for the middleware.
+pub type Slot = Arc<std::sync::OnceLock<Decision>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{decide, Source};
+    use std::time::Duration;
+
+    #[test]
+    fn headers_report_the_tightest_window() {
+        let windows = [
+            Window {
+                name: "free-minute".into(),
+                limit: 10,
+                period: Duration::from_secs(60),
+                burst: 10,
+            },
+            Window {
+                name: "free-day".into(),
+                limit: 1000,
+                period: Duration::from_secs(86_400),
+                burst: 1000,
+            },
+        ];
+        let (allowed, _, states) = decide(&windows, &[0, 0], 1_000_000_000);
+        let decision = Decision {
+            allowed,
+            windows: states,
+            source: Source::Local,
+        };
+        let mut h = HeaderMap::new();
+        add_headers(&mut h, &decision, 1_000);
+        assert_eq!(h["x-ratelimit-limit"], "10");
+        assert_eq!(h["x-ratelimit-remaining"], "9");
+        assert_eq!(h["x-ratelimit-reset"], "1006");
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"free-minute\";q=10;w=60, \"free-day\";q=1000;w=86400"
+        );
+        assert_eq!(h["ratelimit"], "\"free-minute\";r=9;t=6");
+    }
+}

@@ -1,0 +1,182 @@
+//! The daemon's link to Redis, shared by the rate limiter and the prediction
+//! cache: one multiplexed connection, a deadline on every command, and a
+//! breaker so a dead or stalled Redis costs requests no time.
+//!
+//! Requests never connect. A background task (`keep_connected`) opens the
+//! connection, checks it with PING, and reopens it after a failure; while it
+//! is down, `connection()` answers `None` at once and callers fall back. It
+//! owns no keys and no policy: the limiter and cache decide what a fallback is.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+/// Pause between reconnection attempts while Redis is down.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// Longest wait for a TCP/unix connect and the PING that proves it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct Remote {
+    client: redis::Client,
+    prefix: String,
+    timeout: Duration,
+    /// `None` while down: the breaker is open.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    /// Set by a failed command; the keeper reconnects.
+    broken: tokio::sync::Notify,
+    up: AtomicBool,
+    /// Commands that failed or timed out (logged once per outage).
+    pub errors: AtomicU64,
+}
+
+/// Why a Redis call was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("Redis is unreachable")]
+    Down,
+    #[error("Redis did not answer within {0} ms")]
+    Timeout(u128),
+    #[error("Redis error: {0}")]
+    Command(String),
+}
+
+impl Remote {
+    pub fn new(client: redis::Client, prefix: &str, timeout: Duration) -> Self {
+        Remote {
+            client,
+            prefix: prefix.to_string(),
+            timeout,
+            conn: Mutex::new(None),
+            broken: tokio::sync::Notify::new(),
+            up: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// `prefix` + `rest`: every key mlapi writes lives under the prefix.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the shared connection within the command deadline. A
+    /// timeout or I/O failure opens the breaker; server-side errors (a bad
+    /// script, say) do not, since the link itself is fine.
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, RemoteError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self
+            .conn
+            .lock()
+            .expect("redis connection lock")
+            .clone()
+            .ok_or(RemoteError::Down)?;
+        match tokio::time::timeout(self.timeout, f(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                self.trip(&describe(&e));
+                Err(RemoteError::Down)
+            }
+            Ok(Err(e)) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %describe(&e), "redis command failed");
+                Err(RemoteError::Command(describe(&e)))
+            }
+            Err(_) => {
+                self.trip("no answer in time");
+                Err(RemoteError::Timeout(self.timeout.as_millis()))
+            }
+        }
+    }
+
+    fn trip(&self, why: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let was_up = self
+            .conn
+            .lock()
+            .expect("redis connection lock")
+            .take()
+            .is_some();
+        self.up.store(false, Ordering::Relaxed);
+        if was_up {
+            tracing::warn!(
+                reason = why,
+                "redis unreachable; falling back until it answers again"
+            );
+        }
+        self.broken.notify_one();
+    }
+
+    /// Connects now, within a second: the CLI's only attempt, and the
+    /// daemon's first before it reports ready.
+    pub async fn connect_now(&self) -> Result<(), RemoteError> {
+        let attempt = async {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(CONNECT_TIMEOUT));
+            let mut conn = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+            .await
+            .map_err(|_| RemoteError::Timeout(CONNECT_TIMEOUT.as_millis()))?
+            .map_err(|e| RemoteError::Command(describe(&e)))?;
+        *self.conn.lock().expect("redis connection lock") = Some(conn);
+        self.up.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Keeps the connection open for the daemon's lifetime: connects, and
+    /// after every failure reconnects every `RETRY_EVERY`.
+    pub async fn keep_connected(&self) {
+        let mut logged_down = false;
+        loop {
+            if self.is_up() {
+                self.broken.notified().await;
+                continue;
+            }
+            match self.connect_now().await {
+                Ok(()) => {
+                    tracing::info!("redis connected");
+                    logged_down = false;
+                    continue;
+                }
+                Err(e) if !logged_down => {
+                    tracing::warn!(error = %e, "redis unreachable; retrying every 500 ms");
+                    logged_down = true;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+}
+
+/// A Redis error without the URL, which may carry a password.
+pub fn describe(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_io_error() || e.is_connection_dropped() {
+        "connection lost".into()
+    } else {
+        format!("{:?}", e.kind())
+    }
+}
