@@ -36,6 +36,7 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "serve" -d 'Run the HTTP
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "config" -d 'Inspect the configuration'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "user" -d 'Manage accounts'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "key" -d 'Manage API keys'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "ratelimit" -d 'Rate-limit tiers and usage'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "version" -d 'Manage API version deprecation'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
@@ -197,6 +198,41 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -f -a "set-tier" -d 'Put a user on a tier; running daemons apply it within a second'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -f -a "tiers" -d 'List the tiers and their limits'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -f -a "show" -d 'A user\'s current usage per window: from Redis when configured, else from each running daemon on this machine (each keeps its own)'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from set-tier" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from tiers" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and not __fish_seen_subcommand_from deprecate undeprecate list" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r

@@ -28,6 +28,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct App {
     pub config: Config,
     pub config_file: Option<PathBuf>,
+    /// The database's directory: generated secrets and control sockets live here.
+    pub state_dir: PathBuf,
     overrides: Overrides,
     pub store: Store,
     /// The Redis link, when `redis.url` is set. The daemon keeps it connected.
@@ -111,6 +113,7 @@ impl App {
             live: RwLock::new(Arc::new(config.cors.clone())),
             config,
             config_file: loaded.file,
+            state_dir: state_dir.to_path_buf(),
             overrides,
             store,
             remote,

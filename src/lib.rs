@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod http;
 pub mod keys;

@@ -116,6 +116,16 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
         tokio::spawn(async move { remote.keep_connected().await });
     }
 
+    let control = crate::control::socket_path(&app.state_dir);
+    {
+        let (app, path) = (Arc::clone(&app), control.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::control::listen(app, path.clone()).await {
+                tracing::warn!(error = %e, path = %path.display(), "control socket unavailable; `mlapi ratelimit show` cannot see this daemon");
+            }
+        });
+    }
+
     tracing::info!(database = %app.store.path().display(), "mlapi {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not notify systemd");
@@ -143,6 +153,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     if let Err(e) = closing {
         tracing::error!(error = %e, "could not record usage or the shutdown event");
     }
+    let _ = std::fs::remove_file(&control);
     tracing::info!("stopped");
     Ok(())
 }

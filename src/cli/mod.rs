@@ -7,6 +7,7 @@
 
 pub mod key;
 pub mod output;
+pub mod ratelimit;
 pub mod user;
 pub mod version;
 
@@ -72,6 +73,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Rate-limit tiers and usage.
+    #[command(subcommand)]
+    Ratelimit(ratelimit::RatelimitCommand),
     /// Manage API version deprecation.
     #[command(subcommand)]
     Version(version::VersionCommand),
@@ -234,6 +238,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let may_create = matches!(command, version::VersionCommand::Deprecate { .. });
             let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
             runtime.block_on(version::run(&app, command, &out))
+        }
+        // Tiers live in the config: no database needed.
+        Command::Ratelimit(ratelimit::RatelimitCommand::Tiers) => {
+            let loaded = load_config(cli.config.as_deref(), &overrides)?;
+            ratelimit::tiers(&loaded.config, &out)
+        }
+        Command::Ratelimit(command) => {
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
+            runtime.block_on(ratelimit::run(&app, command, &out))
         }
         Command::Key(command) => {
             let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;

@@ -6,6 +6,7 @@
 //! `RateLimit` (draft-ietf-httpapi-ratelimit-headers) and 429s.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -60,12 +61,15 @@ async fn check(
     }
 }
 
-/// The headers for a decision, `now` being the current Unix time in seconds.
-pub fn add_headers(headers: &mut HeaderMap, decision: &Decision, now: u64) {
+/// The headers for a decision, `now` being the current time since the Unix
+/// epoch. `X-RateLimit-Reset` is rounded up, so at that second the bucket
+/// is full.
+pub fn add_headers(headers: &mut HeaderMap, decision: &Decision, now: Duration) {
     let Some(reported) = decision.reported() else {
         return;
     };
     let reset_secs = reported.reset_after.as_secs_f64().ceil() as u64;
+    let reset_at = (now + reported.reset_after).as_secs_f64().ceil() as u64;
     let policy = decision
         .windows
         .iter()
@@ -82,7 +86,7 @@ pub fn add_headers(headers: &mut HeaderMap, decision: &Decision, now: u64) {
     let fields: [(&'static str, String); 5] = [
         ("x-ratelimit-limit", reported.window.limit.to_string()),
         ("x-ratelimit-remaining", reported.remaining.to_string()),
-        ("x-ratelimit-reset", (now + reset_secs).to_string()),
+        ("x-ratelimit-reset", reset_at.to_string()),
         ("ratelimit-policy", policy),
         (
             "ratelimit",
@@ -106,7 +110,6 @@ pub type Slot = Arc<std::sync::OnceLock<Decision>>;
 mod tests {
     use super::*;
     use crate::ratelimit::{decide, Source};
-    use std::time::Duration;
 
     #[test]
     fn headers_report_the_tightest_window() {
@@ -131,10 +134,10 @@ mod tests {
             source: Source::Local,
         };
         let mut h = HeaderMap::new();
-        add_headers(&mut h, &decision, 1_000);
+        add_headers(&mut h, &decision, Duration::from_millis(1_000_500));
         assert_eq!(h["x-ratelimit-limit"], "10");
         assert_eq!(h["x-ratelimit-remaining"], "9");
-        assert_eq!(h["x-ratelimit-reset"], "1006");
+        assert_eq!(h["x-ratelimit-reset"], "1007", "rounded up");
         assert_eq!(
             h["ratelimit-policy"],
             "\"free-minute\";q=10;w=60, \"free-day\";q=1000;w=86400"

@@ -115,7 +115,9 @@ where
         super::limits::add_headers(
             response.headers_mut(),
             decision,
-            crate::store::now().max(0) as u64,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
         );
     }
     finish(

@@ -298,20 +298,28 @@ pub fn send_body(request: ureq::Request, body: &str) -> Resp {
 pub struct Redis {
     child: Child,
     socket: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("redis.sock");
+        Redis {
+            child: Redis::spawn(dir.path(), &socket),
+            socket,
+            dir,
+        }
+    }
+
+    fn spawn(dir: &Path, socket: &Path) -> Child {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
-            .arg(&socket)
+            .arg(socket)
             .args(["--unixsocketperm", "700"])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -328,11 +336,7 @@ impl Redis {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis {
-            child,
-            socket,
-            _dir: dir,
-        }
+        child
     }
 
     pub fn url(&self) -> String {
@@ -342,6 +346,24 @@ impl Redis {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// A fresh, empty server on the same socket (as after a Redis restart).
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = Redis::spawn(self.dir.path(), &self.socket);
+    }
+
+    /// Runs one command with `redis-cli` and returns its raw output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-s")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("redis-cli (installed with redis-server)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

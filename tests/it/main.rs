@@ -11,5 +11,6 @@ mod identity;
 mod keys;
 mod lifecycle;
 mod predict;
+mod ratelimit;
 mod store;
 mod versioning;
