@@ -271,12 +271,14 @@ impl App {
         .config;
         let mut restart_needed = Vec::new();
         let old = &self.config;
-        let sections: [(&'static str, bool); 8] = [
+        let sections: [(&'static str, bool); 10] = [
             ("server", fresh.server != old.server),
             ("database", fresh.database != old.database),
             ("redis", fresh.redis != old.redis),
             ("auth", fresh.auth != old.auth),
             ("ratelimit", fresh.ratelimit != old.ratelimit),
+            ("tiers", fresh.tiers != old.tiers),
+            ("cache", fresh.cache != old.cache),
             ("api", fresh.api != old.api),
             ("log", fresh.log != old.log),
             ("debug", fresh.debug != old.debug),

@@ -17,7 +17,13 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
         let mut responses = Map::new();
-        for (status, schema) in route.responses.iter().chain(COMMON) {
+        // Every API route is rate limited (per user, or per IP when anonymous).
+        let limited: &[(u16, &str)] = if route.path.starts_with("/api/") {
+            &[(429, "Problem"), (503, "Problem")]
+        } else {
+            &[]
+        };
+        for (status, schema) in route.responses.iter().chain(COMMON).chain(limited) {
             let key = status.to_string();
             if responses.contains_key(&key) {
                 continue;

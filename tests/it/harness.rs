@@ -355,6 +355,16 @@ impl Redis {
         self.child = Redis::spawn(self.dir.path(), &self.socket);
     }
 
+    /// Sends a signal (`STOP` stalls it with connections open, `CONT` resumes).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Runs one command with `redis-cli` and returns its raw output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")

@@ -454,3 +454,43 @@ fn redis_outages_follow_the_configured_policy() {
         });
     }
 }
+
+/// Catalog R10: a Redis that stops answering (connections open, no replies)
+/// costs a request at most `redis.timeout_ms`, then the breaker keeps it off
+/// the request path until Redis answers again.
+#[test]
+fn a_stalled_redis_costs_at_most_the_command_timeout() {
+    let redis = Redis::start();
+    let d = Setup::new(&config(
+        "default_tier = \"five\"",
+        &format!(
+            "[redis]\nurl = \"{}\"\ntimeout_ms = 50\n\n[tiers.five]\nper_hour = 5\n",
+            redis.url()
+        ),
+    ))
+    .start();
+    let t = token(&d, "frank");
+    assert_eq!(
+        num(&models(&d, &t), "x-ratelimit-remaining"),
+        4,
+        "counted in Redis"
+    );
+
+    redis.signal("STOP");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        statuses.push(models(&d, &t).status);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(100), "answered in {took:?}");
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429],
+        "limited in process meanwhile"
+    );
+
+    redis.signal("CONT");
+    // Redis still holds one request of five: passing again proves it decides.
+    eventually(Duration::from_secs(10), || models(&d, &t).status == 200);
+}
