@@ -19,6 +19,9 @@ _mlapi() {
             mlapi,audit)
                 cmd="mlapi__subcmd__audit"
                 ;;
+            mlapi,cache)
+                cmd="mlapi__subcmd__cache"
+                ;;
             mlapi,completions)
                 cmd="mlapi__subcmd__completions"
                 ;;
@@ -39,6 +42,12 @@ _mlapi() {
                 ;;
             mlapi,version)
                 cmd="mlapi__subcmd__version"
+                ;;
+            mlapi__subcmd__cache,flush)
+                cmd="mlapi__subcmd__cache__subcmd__flush"
+                ;;
+            mlapi__subcmd__cache,stats)
+                cmd="mlapi__subcmd__cache__subcmd__stats"
                 ;;
             mlapi__subcmd__config,show)
                 cmd="mlapi__subcmd__config__subcmd__show"
@@ -101,7 +110,7 @@ _mlapi() {
 
     case "${cmd}" in
         mlapi)
-            opts="-q -h -V --config --db --redis --output --quiet --help --version serve config user key ratelimit version audit completions"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version serve config user key cache ratelimit version audit completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +162,100 @@ _mlapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mlapi__subcmd__cache)
+            opts="-q -h -V --config --db --redis --output --quiet --help --version flush stats"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mlapi__subcmd__cache__subcmd__flush)
+            opts="-q -h -V --model --yes --config --db --redis --output --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mlapi__subcmd__cache__subcmd__stats)
+            opts="-q -h -V --config --db --redis --output --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

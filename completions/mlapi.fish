@@ -36,6 +36,7 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "serve" -d 'Run the HTTP
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "config" -d 'Inspect the configuration'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "user" -d 'Manage accounts'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "key" -d 'Manage API keys'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "cache" -d 'Flush the prediction cache, or show its counters'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "ratelimit" -d 'Rate-limit tiers and usage'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "version" -d 'Manage API version deprecation'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
@@ -198,6 +199,34 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -f -a "flush" -d 'Drop cached predictions: in Redis (keys under the prefix only) and in every running daemon, within a second'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -f -a "stats" -d 'Entries, hits, misses and hit rate, per running daemon and in Redis'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l model -d 'Only this model\'s predictions' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l yes -d 'Do not ask for confirmation on a terminal'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r

@@ -13,8 +13,10 @@ use serde::Serialize;
 use crate::auth::directory::Directory;
 use crate::auth::passwords::Hasher;
 use crate::auth::tokens::TokenKeys;
+use crate::cache::Cache;
 use crate::config::OnRedisError;
 use crate::config::{self, Config, CorsConfig, Overrides};
+use crate::flushes::Applied;
 use crate::keys::{Pepper, Usage};
 use crate::models::{LoadError, Registry};
 use crate::ratelimit::Limiter;
@@ -45,6 +47,10 @@ pub struct App {
     pub directory: Directory,
     /// Per-user tier limits and per-client-IP limits on anonymous routes.
     pub limiter: Limiter,
+    /// Predictions, in process and in Redis when configured.
+    pub cache: Cache,
+    /// Which operator cache flushes this process has applied.
+    pub flushes: Applied,
     /// Settings that SIGHUP may change on a running daemon.
     live: RwLock<Arc<CorsConfig>>,
     pub started: Instant,
@@ -109,6 +115,8 @@ impl App {
         });
         let hasher = Arc::new(Hasher::new(&config.auth));
         let limiter = Limiter::new(&config, remote.clone());
+        let cache = Cache::new(&config.cache, remote.clone());
+        let flushes = Applied::start(&store)?;
         Ok(Arc::new(App {
             live: RwLock::new(Arc::new(config.cors.clone())),
             config,
@@ -124,6 +132,8 @@ impl App {
             models,
             directory,
             limiter,
+            cache,
+            flushes,
             started: Instant::now(),
         }))
     }

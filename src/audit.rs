@@ -32,10 +32,11 @@ pub enum Action {
     KeyRevoke,
     VersionDeprecate,
     VersionUndeprecate,
+    CacheFlush,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::SysStartup,
         Action::SysShutdown,
         Action::UserCreate,
@@ -55,6 +56,7 @@ impl Action {
         Action::KeyRevoke,
         Action::VersionDeprecate,
         Action::VersionUndeprecate,
+        Action::CacheFlush,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Action {
             Action::KeyRevoke => "apikey_revoke",
             Action::VersionDeprecate => "version_deprecate",
             Action::VersionUndeprecate => "version_undeprecate",
+            Action::CacheFlush => "cache_flush",
         }
     }
 }

@@ -990,6 +990,16 @@ fn check_origin(origin: &str) -> Result<(), &'static str> {
 }
 
 impl Config {
+    /// The names predictions can be cached under: the `[[models]]`, or the
+    /// bundled model's.
+    pub fn model_names(&self) -> Vec<String> {
+        if self.models.is_empty() {
+            vec![crate::models::BUNDLED_NAME.to_string()]
+        } else {
+            self.models.iter().map(|m| m.name.clone()).collect()
+        }
+    }
+
     /// Tier names from the most to the least restrictive (by requests a day).
     pub fn tier_names(&self) -> Vec<&str> {
         let mut tiers: Vec<(&String, &TierConfig)> = self.tiers.iter().collect();

@@ -30,6 +30,8 @@ const MAX_REQUEST: usize = 4096;
 pub enum Request {
     /// A subject's buckets for the given tier, without counting a request.
     RatelimitShow { subject: String, tier: String },
+    /// This daemon's prediction-cache counters.
+    CacheStats,
 }
 
 /// One window as `ratelimit show` prints it.
@@ -99,6 +101,15 @@ async fn answer(app: &App, request: Request) -> Value {
                 "source": match source { Source::Redis => "redis", _ => "daemon" },
                 "windows": states.iter().map(WindowUsage::from_state).collect::<Vec<_>>(),
             })
+        }
+        Request::CacheStats => {
+            let mut stats = json!(app.cache.stats().await);
+            // Model runs since start, to set against hits and misses.
+            stats["inferences"] = json!(app
+                .models()
+                .inferences
+                .load(std::sync::atomic::Ordering::Relaxed));
+            stats
         }
     }
 }

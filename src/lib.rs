@@ -7,10 +7,12 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod flushes;
 pub mod http;
 pub mod keys;
 pub mod logging;

@@ -44,6 +44,9 @@ pub enum InferenceError {
     Busy,
 }
 
+/// The name the bundled model serves under when no `[[models]]` is configured.
+pub const BUNDLED_NAME: &str = "demo";
+
 /// One loaded model, immutable; a reload replaces the whole `Arc`.
 pub struct Model {
     pub name: String,
@@ -173,7 +176,7 @@ impl Model {
             .unwrap_or_default();
         Model::from_bytes(
             BUNDLED_ONNX,
-            "demo".into(),
+            BUNDLED_NAME.into(),
             meta["version"].as_str().map(str::to_string),
             "(bundled)".into(),
             strings("labels"),
@@ -184,7 +187,7 @@ impl Model {
             cache_ttl_secs,
         )
         .map_err(|message| LoadError {
-            name: "demo".into(),
+            name: BUNDLED_NAME.into(),
             message,
         })
     }

@@ -77,13 +77,28 @@ impl Remote {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        self.run_with_timeout(self.timeout, f).await
+    }
+
+    /// `run` with another deadline, for maintenance off the request path
+    /// (`mlapi cache flush` scanning a large keyspace) where the request
+    /// deadline would be too short. Failures trip the breaker all the same.
+    pub async fn run_with_timeout<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, RemoteError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let conn = self
             .conn
             .lock()
             .expect("redis connection lock")
             .clone()
             .ok_or(RemoteError::Down)?;
-        match tokio::time::timeout(self.timeout, f(conn)).await {
+        match tokio::time::timeout(timeout, f(conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
                 self.trip(&describe(&e));
@@ -96,7 +111,7 @@ impl Remote {
             }
             Err(_) => {
                 self.trip("no answer in time");
-                Err(RemoteError::Timeout(self.timeout.as_millis()))
+                Err(RemoteError::Timeout(timeout.as_millis()))
             }
         }
     }

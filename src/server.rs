@@ -162,13 +162,20 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
 /// other daemons on the same database). Keeps "within 1 second" true.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Reloads the in-memory directory whenever the state version moves.
+/// Reloads the in-memory directory whenever the state version moves, and
+/// applies operator cache flushes.
 async fn watch_state(app: Arc<App>) {
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         app.refresh_directory().await;
+        if let Err(e) = app
+            .blocking(|app| app.flushes.apply_new(&app.store, &app.cache))
+            .await
+        {
+            tracing::warn!(error = %e, "could not read cache flushes; will retry");
+        }
     }
 }
 

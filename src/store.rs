@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_api_versions.sql",
         include_str!("../migrations/0004_api_versions.sql"),
     ),
+    (
+        "0005_cache_flushes.sql",
+        include_str!("../migrations/0005_cache_flushes.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

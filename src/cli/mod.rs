@@ -5,6 +5,7 @@
 //! Errors become `CliError`, whose one mapping to exit codes is `exit_code`.
 //! Commands never prompt when stdin is not a terminal.
 
+pub mod cache;
 pub mod key;
 pub mod output;
 pub mod ratelimit;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Flush the prediction cache, or show its counters.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Rate-limit tiers and usage.
     #[command(subcommand)]
     Ratelimit(ratelimit::RatelimitCommand),
@@ -238,6 +242,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let may_create = matches!(command, version::VersionCommand::Deprecate { .. });
             let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
             runtime.block_on(version::run(&app, command, &out))
+        }
+        Command::Cache(command) => {
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
+            runtime.block_on(cache::run(&app, command, &out))
         }
         // Tiers live in the config: no database needed.
         Command::Ratelimit(ratelimit::RatelimitCommand::Tiers) => {

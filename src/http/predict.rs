@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::Filter;
 
 use super::auth::{authed, authorize, reply};
@@ -19,6 +19,7 @@ use super::problem::{json_response, ApiError, Response, JSON};
 use crate::app::App;
 use crate::auth::scopes::Scope;
 use crate::auth::Principal;
+use crate::cache::{CacheKey, Outcome};
 use crate::error::FieldError;
 use crate::models::{InferenceError, Model, Prediction};
 use crate::ratelimit::Group;
@@ -44,19 +45,21 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
     let v1 = warp::path!("api" / "v1" / "predict")
         .and(warp::post())
         .and(authed(app, Group::Predict))
+        .and(no_cache())
         .and(body::json::<V1Request>(max))
         .then(
-            |app: Arc<App>, ctx: RequestContext, p: Principal, req: V1Request| async move {
-                reply(predict_v1(&app, &ctx, &p, req).await)
+            |app: Arc<App>, ctx: RequestContext, p: Principal, fresh: bool, req: V1Request| async move {
+                reply(predict_v1(&app, &ctx, &p, fresh, req).await)
             },
         );
     let v2 = warp::path!("api" / "v2" / "predict")
         .and(warp::post())
         .and(authed(app, Group::Predict))
+        .and(no_cache())
         .and(body::json::<V2Request>(max))
         .then(
-            |app: Arc<App>, ctx: RequestContext, p: Principal, req: V2Request| async move {
-                reply(predict_v2(&app, &ctx, &p, req).await)
+            |app: Arc<App>, ctx: RequestContext, p: Principal, fresh: bool, req: V2Request| async move {
+                reply(predict_v2(&app, &ctx, &p, fresh, req).await)
             },
         );
     let list = warp::path!("api" / "v1" / "models")
@@ -96,6 +99,44 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
             },
         );
     v1.or(v2).unify().or(list).unify().or(one).unify().boxed()
+}
+
+/// `Cache-Control: no-cache` on the request: answer from the model, not the cache.
+fn no_cache() -> impl Filter<Extract = (bool,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(|h: warp::http::HeaderMap| {
+        h.get_all(warp::http::header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+    })
+}
+
+/// Runs the model through the cache: the same model file, API version,
+/// response shape and numbers give the stored answer. Only successful
+/// answers are stored. Returns the body (with `cached`) and `X-Cache`.
+async fn cached<F, Fut>(
+    app: &Arc<App>,
+    model: &Model,
+    key: CacheKey,
+    fresh: bool,
+    compute: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ApiError>>,
+{
+    let ttl = std::time::Duration::from_secs(model.cache_ttl_secs);
+    let (value, outcome) = app.cache.get_or_compute(&key, ttl, fresh, compute).await?;
+    let mut body = Value::clone(&value);
+    body["cached"] = json!(matches!(outcome, Outcome::Hit(_)));
+    let mut response = json_response(StatusCode::OK, JSON, &body);
+    let h = response.headers_mut();
+    h.insert("x-cache", HeaderValue::from_static(outcome.header_value()));
+    if let Outcome::Hit(tier) = outcome {
+        h.insert("x-cache-tier", HeaderValue::from_static(tier.as_str()));
+    }
+    Ok(response)
 }
 
 fn unknown_model(app: &App, name: &str) -> ApiError {
@@ -217,52 +258,60 @@ async fn predict_v1(
     app: &Arc<App>,
     ctx: &RequestContext,
     p: &Principal,
+    fresh: bool,
     req: V1Request,
 ) -> Result<Response, ApiError> {
     authorize(app, p, Scope::PredictRead, ctx).await?;
     let model = model(app, req.model.as_deref())?;
     let mut errors = Vec::new();
-    let row = match &req.features {
+    let values = match &req.features {
         None => {
             errors.push(FieldError::new("features", "required"));
             None
         }
-        Some(raw) => parse_row("features", raw, model.input_size, &mut errors)
-            .and_then(|v| model.check_row("features", &v, &mut errors)),
+        Some(raw) => parse_row("features", raw, model.input_size, &mut errors),
     };
-    let Some(row) = row.filter(|_| errors.is_empty()) else {
+    let row = values
+        .as_ref()
+        .and_then(|v| model.check_row("features", v, &mut errors));
+    let (Some(values), Some(row)) = (values, row.filter(|_| errors.is_empty())) else {
         return Err(refuse(ctx, errors));
     };
-    let prediction = run(app, Arc::clone(&model), vec![row], false)
-        .await?
-        .remove(0);
-    Ok(json_response(
-        StatusCode::OK,
-        JSON,
-        &json!({
+    let key = CacheKey::new(&model.name, &model.digest, 1, "v1", &[values]);
+    cached(app, &model, key, fresh, || async {
+        let prediction = run(app, Arc::clone(&model), vec![row], false)
+            .await?
+            .remove(0);
+        Ok(json!({
             "version": "1.0",
             "model": model.name,
             "model_version": model.version,
             "prediction": prediction.prediction,
-            "cached": false,
-        }),
-    ))
+        }))
+    })
+    .await
 }
 
 async fn predict_v2(
     app: &Arc<App>,
     ctx: &RequestContext,
     p: &Principal,
+    fresh: bool,
     req: V2Request,
 ) -> Result<Response, ApiError> {
     authorize(app, p, Scope::PredictRead, ctx).await?;
     let model = model(app, req.model.as_deref())?;
     let explain = req.explain.unwrap_or(true);
     let mut errors = Vec::new();
+    // The numbers as sent (the cache key) and as the model takes them.
+    let mut values: Vec<Vec<f64>> = Vec::new();
     let (rows, batch) = match (&req.features, &req.instances) {
         (Some(raw), None) => {
-            let row = parse_row("features", raw, model.input_size, &mut errors)
-                .and_then(|v| model.check_row("features", &v, &mut errors));
+            let row = parse_row("features", raw, model.input_size, &mut errors).and_then(|v| {
+                let row = model.check_row("features", &v, &mut errors);
+                values.push(v);
+                row
+            });
             (row.into_iter().collect::<Vec<_>>(), false)
         }
         (None, Some(raw)) => {
@@ -284,7 +333,11 @@ async fn predict_v2(
                     for (i, item) in items.iter().enumerate() {
                         let field = format!("instances[{i}]");
                         if let Some(row) = parse_row(&field, item, model.input_size, &mut errors)
-                            .and_then(|v| model.check_row(&field, &v, &mut errors))
+                            .and_then(|v| {
+                                let row = model.check_row(&field, &v, &mut errors);
+                                values.push(v);
+                                row
+                            })
                         {
                             rows.push(row);
                         }
@@ -311,20 +364,30 @@ async fn predict_v2(
     if !errors.is_empty() {
         return Err(refuse(ctx, errors));
     }
-    let predictions = run(app, Arc::clone(&model), rows, explain).await?;
-    let mut body = json!({
-        "version": "2.0",
-        "model": model.name,
-        "model_version": model.version,
-    });
-    if batch {
-        body["predictions"] = serde_json::to_value(&predictions).expect("predictions serialize");
-    } else {
-        let single = serde_json::to_value(&predictions[0]).expect("predictions serialize");
-        if let (Value::Object(body), Value::Object(fields)) = (&mut body, single) {
-            body.extend(fields);
+    let variant = match (batch, explain) {
+        (false, false) => "v2",
+        (false, true) => "v2-explain",
+        (true, false) => "v2-batch",
+        (true, true) => "v2-batch-explain",
+    };
+    let key = CacheKey::new(&model.name, &model.digest, 2, variant, &values);
+    cached(app, &model, key, fresh, || async {
+        let predictions = run(app, Arc::clone(&model), rows, explain).await?;
+        let mut body = json!({
+            "version": "2.0",
+            "model": model.name,
+            "model_version": model.version,
+        });
+        if batch {
+            body["predictions"] =
+                serde_json::to_value(&predictions).expect("predictions serialize");
+        } else {
+            let single = serde_json::to_value(&predictions[0]).expect("predictions serialize");
+            if let (Value::Object(body), Value::Object(fields)) = (&mut body, single) {
+                body.extend(fields);
+            }
         }
-    }
-    body["cached"] = json!(false);
-    Ok(json_response(StatusCode::OK, JSON, &body))
+        Ok(body)
+    })
+    .await
 }

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod cache;
 mod cli;
 mod generated;
 mod http;
