@@ -210,12 +210,11 @@ impl App {
         };
         let redis = async {
             let remote = self.remote.as_ref()?;
-            let ping =
-                remote
-                    .run(|mut conn| async move {
-                        redis::cmd("PING").query_async::<String>(&mut conn).await
-                    })
-                    .await;
+            let ping = remote
+                .run_with_timeout(PROBE_TIMEOUT, |mut conn| async move {
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                })
+                .await;
             Some(match ping {
                 Ok(_) => Check {
                     name: "redis",

@@ -233,6 +233,34 @@ pub struct CacheStats {
 struct Stored {
     value: Arc<Value>,
     ttl: Duration,
+    /// Estimated bytes held, for the memory bound.
+    weight: u32,
+}
+
+impl Stored {
+    fn new(value: Arc<Value>, ttl: Duration) -> Self {
+        let weight = estimated_bytes(&value);
+        Stored { value, ttl, weight }
+    }
+}
+
+/// What an entry costs in memory, estimated from its JSON length: a parsed
+/// `serde_json::Value` takes a few times its text (maps, boxed strings), plus
+/// the key and moka's bookkeeping.
+fn estimated_bytes(value: &Value) -> u32 {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    (count.0.saturating_mul(4) + 256).min(u32::MAX as usize) as u32
 }
 
 /// Per-entry expiry: models have different TTLs, and a refreshed entry
@@ -277,8 +305,14 @@ pub struct Cache {
 impl Cache {
     /// `remote`: the shared Redis link when `redis.url` is configured.
     pub fn new(config: &CacheConfig, remote: Option<Arc<Remote>>) -> Self {
+        // Two bounds in one weigher: total estimated bytes within
+        // `max_bytes`, and each entry weighing at least max_bytes/max_entries
+        // so there are never more than `max_entries`.
+        let floor =
+            (config.max_bytes / config.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
         let local = Moka::builder()
-            .max_capacity(config.max_entries)
+            .max_capacity(config.max_bytes)
+            .weigher(move |_: &CacheKey, stored: &Stored| stored.weight.max(floor))
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
             .build();
@@ -332,10 +366,7 @@ impl Cache {
         if bypass_read {
             let value = Arc::new(compute().await?);
             self.bypasses.fetch_add(1, Ordering::Relaxed);
-            let stored = Stored {
-                value: Arc::clone(&value),
-                ttl,
-            };
+            let stored = Stored::new(Arc::clone(&value), ttl);
             self.local.insert(key.clone(), stored).await;
             self.redis_set(key, &value, ttl).await;
             return Ok((value, Outcome::Bypass));
@@ -347,16 +378,13 @@ impl Cache {
         let init = async {
             if let Some((value, left)) = self.redis_get(key).await {
                 let _ = origin.set(Origin::Redis);
-                return Ok(Stored {
-                    value,
-                    ttl: left.min(ttl),
-                });
+                return Ok(Stored::new(value, left.min(ttl)));
             }
             let _ = origin.set(Origin::Computed);
             self.misses.fetch_add(1, Ordering::Relaxed);
             let value = Arc::new(compute().await?);
             self.redis_set(key, &value, ttl).await;
-            Ok(Stored { value, ttl })
+            Ok(Stored::new(value, ttl))
         };
         match self.local.try_get_with(key.clone(), init).await {
             Ok(stored) => {
@@ -595,8 +623,56 @@ mod tests {
         CacheKey::new(model, "sha256:aa", 1, "v1", &rows(json))
     }
 
+    #[tokio::test]
+    async fn memory_is_bounded_by_bytes_and_by_entries() {
+        let cache = Cache::new(
+            &CacheConfig {
+                max_entries: 100,
+                max_bytes: 64 * 1024,
+            },
+            None,
+        );
+        // Small answers: the entry count binds (each weighs at least 64 KiB / 100).
+        for i in 0..300 {
+            let k = key("m", &format!("[[{i}]]"));
+            let _: Result<_, ()> = cache
+                .get_or_compute(&k, TTL, false, || async {
+                    Ok(serde_json::json!({"p": "x"}))
+                })
+                .await;
+        }
+        cache.local.run_pending_tasks().await;
+        assert!(
+            cache.local.entry_count() <= 100,
+            "{}",
+            cache.local.entry_count()
+        );
+        // Big answers (~40 KB of JSON each): the byte bound binds.
+        cache.invalidate_all();
+        let big = serde_json::json!({"p": "x".repeat(10_000)});
+        for i in 0..50 {
+            let k = key("m", &format!("[[{i}]]"));
+            let v = big.clone();
+            let _: Result<_, ()> = cache
+                .get_or_compute(&k, TTL, false, || async { Ok(v) })
+                .await;
+        }
+        cache.local.run_pending_tasks().await;
+        assert!(
+            cache.local.entry_count() <= 2,
+            "{}",
+            cache.local.entry_count()
+        );
+    }
+
     fn cache() -> Cache {
-        Cache::new(&CacheConfig { max_entries: 1_000 }, None)
+        Cache::new(
+            &CacheConfig {
+                max_entries: 1_000,
+                max_bytes: 1 << 20,
+            },
+            None,
+        )
     }
 
     /// A compute that counts its runs and answers `answer`.
@@ -873,7 +949,10 @@ mod tests {
 
     fn cache_with(remote: &Arc<Remote>) -> Cache {
         Cache::new(
-            &CacheConfig { max_entries: 1_000 },
+            &CacheConfig {
+                max_entries: 1_000,
+                max_bytes: 1 << 20,
+            },
             Some(Arc::clone(remote)),
         )
     }

@@ -366,12 +366,15 @@ pub fn default_tiers() -> BTreeMap<String, TierConfig> {
 pub struct CacheConfig {
     /// Most predictions kept in process (per daemon).
     pub max_entries: u64,
+    /// Most memory (estimated) those entries may take, per daemon.
+    pub max_bytes: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             max_entries: 100_000,
+            max_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -794,6 +797,9 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     if c.cache.max_entries > 100_000_000 {
         return Err(("cache.max_entries", "must be at most 100000000".into()));
     }
+    if c.cache.max_bytes > 64 * 1024 * 1024 * 1024 {
+        return Err(("cache.max_bytes", "must be at most 64 GiB".into()));
+    }
     if a.argon2_memory_kib < 8 || a.argon2_iterations == 0 || a.argon2_parallelism == 0 {
         return Err((
             "auth.argon2_memory_kib",
@@ -883,9 +889,10 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
 pub const ENDPOINT_GROUPS: &[&str] = &["predict", "models", "auth", "admin"];
 
 fn check_tier(name: &str, tier: &TierConfig) -> Result<(), String> {
-    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    // No `-`: policy names join tier, group and window with it.
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
     if name.is_empty() || name.len() > 32 || !name.chars().all(plain) {
-        return Err("tier names are 1-32 characters of a-z, 0-9, - and _".into());
+        return Err("tier names are 1-32 characters of a-z, 0-9 and _".into());
     }
     let windows = [tier.per_minute, tier.per_hour, tier.per_day];
     if windows.iter().all(Option::is_none) {

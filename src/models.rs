@@ -62,6 +62,11 @@ pub struct Model {
     /// The occlusion baseline: training means for the bundled model.
     pub baseline: Vec<f32>,
     pub cache_ttl_secs: u64,
+    /// Everything an answer depends on besides the input: the file's digest
+    /// and the config that shapes responses (version, labels, features,
+    /// baseline). Part of every cache key, so changing any of them (and a
+    /// SIGHUP) never serves an old answer.
+    pub answer_id: String,
     pub loaded_at: i64,
     plan: Plan,
     /// Which output holds the class probabilities.
@@ -213,6 +218,21 @@ impl Model {
             .map_err(|e| format!("not a model tract can run: {e}"))?;
         // Without an explicit version the digest names it, so a new file is a new version.
         let version = version.unwrap_or_else(|| digest[7..19].to_string());
+        let answer_id = {
+            let mut h = Sha256::new();
+            for part in [&digest, &version]
+                .into_iter()
+                .chain(&labels)
+                .chain(&features)
+            {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            for b in &baseline {
+                h.update(b.to_bits().to_le_bytes());
+            }
+            format!("{:x}", h.finalize())
+        };
         let mut model = Model {
             name,
             version,
@@ -224,6 +244,7 @@ impl Model {
             bounds,
             baseline,
             cache_ttl_secs,
+            answer_id,
             loaded_at: crate::store::now(),
             plan,
             probabilities_output: 0,

@@ -15,7 +15,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +72,8 @@ pub struct Decision {
     pub allowed: bool,
     pub windows: Vec<WindowState>,
     pub source: Source,
+    /// When it was made (since the Unix epoch): resets count from here.
+    pub at: Duration,
 }
 
 impl Decision {
@@ -349,6 +350,7 @@ impl Local {
             allowed,
             windows: states,
             source: Source::Local,
+            at: Duration::from_micros(now),
         }
     }
 
@@ -432,9 +434,6 @@ pub struct Limiter {
     on_error: OnRedisError,
     script: redis::Script,
     pub policies: Policies,
-    /// Requests refused (429), and decisions Redis could not make.
-    pub rejected: AtomicU64,
-    pub fallbacks: AtomicU64,
 }
 
 /// Redis is down and `on_redis_error = "deny"`.
@@ -450,39 +449,37 @@ impl Limiter {
             on_error: config.ratelimit.on_redis_error,
             script: redis::Script::new(GCRA_LUA),
             policies: Policies::from_config(config),
-            rejected: AtomicU64::new(0),
-            fallbacks: AtomicU64::new(0),
         }
     }
 
-    /// Counts one request against every window for `subject`.
+    /// Counts one request against every window for `subject`. Anonymous
+    /// subjects (`ip:…`, the login limiter) fall back in process whatever
+    /// `on_redis_error` says: password guessing is never let through
+    /// unlimited, and an outage must not lock everyone out of logging in.
     pub async fn check(&self, subject: &str, windows: &[Window]) -> Result<Decision, Unavailable> {
-        let decision = match &self.remote {
-            None => self.local.check(subject, windows),
-            Some(remote) => match self.check_remote(remote, subject, windows).await {
-                Ok(decision) => decision,
-                Err(_) => {
-                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    match self.on_error {
-                        OnRedisError::Local => self.local.check(subject, windows),
-                        OnRedisError::Allow => Decision {
-                            allowed: true,
-                            windows: Vec::new(),
-                            source: Source::Unlimited,
-                        },
-                        OnRedisError::Deny => return Err(Unavailable),
-                    }
-                }
-            },
+        let Some(remote) = &self.remote else {
+            return Ok(self.local.check(subject, windows));
         };
-        if !decision.allowed {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
+        match self.check_remote(remote, subject, windows).await {
+            Ok(decision) => Ok(decision),
+            Err(_) if subject.starts_with("ip:") => Ok(self.local.check(subject, windows)),
+            Err(_) => match self.on_error {
+                OnRedisError::Local => Ok(self.local.check(subject, windows)),
+                OnRedisError::Allow => Ok(Decision {
+                    allowed: true,
+                    windows: Vec::new(),
+                    source: Source::Unlimited,
+                    at: Duration::from_micros(unix_us()),
+                }),
+                OnRedisError::Deny => Err(Unavailable),
+            },
         }
-        Ok(decision)
     }
 
+    /// The subject in braces is a Redis Cluster hash tag: all of a
+    /// subject's windows land in one slot, as one script needs.
     fn redis_key(remote: &Remote, subject: &str, w: &Window) -> String {
-        remote.key(&format!("rl:{subject}:{}", w.name))
+        remote.key(&format!("rl:{{{subject}}}:{}", w.name))
     }
 
     async fn check_remote(
@@ -510,6 +507,7 @@ impl Limiter {
             allowed,
             windows: states,
             source: Source::Redis,
+            at: Duration::from_micros(*now),
         })
     }
 
@@ -555,6 +553,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     fn window(limit: u32, secs: u64) -> Window {
         Window {
@@ -598,6 +597,7 @@ mod tests {
             allowed,
             windows: states,
             source: Source::Local,
+            at: Duration::ZERO,
         };
         assert_eq!(d.violated(), vec!["t-86400"]);
         assert_eq!(&*d.reported().unwrap().window.name, "t-86400");
@@ -611,6 +611,7 @@ mod tests {
             allowed: true,
             windows: states,
             source: Source::Local,
+            at: Duration::ZERO,
         };
         let reported = d.reported().unwrap();
         assert_eq!(reported.window.limit, 3);

@@ -7,7 +7,7 @@
 //! is down, `connection()` answers `None` at once and callers fall back. It
 //! owns no keys and no policy: the limiter and cache decide what a fallback is.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,13 +23,20 @@ pub struct Remote {
     client: redis::Client,
     prefix: String,
     timeout: Duration,
-    /// `None` while down: the breaker is open.
-    conn: Mutex<Option<MultiplexedConnection>>,
+    /// `None` while down: the breaker is open. Each connection has a
+    /// generation, so a late failure of an old connection cannot close a
+    /// newer one.
+    conn: Mutex<Link>,
     /// Set by a failed command; the keeper reconnects.
     broken: tokio::sync::Notify,
-    up: AtomicBool,
-    /// Commands that failed or timed out (logged once per outage).
-    pub errors: AtomicU64,
+    /// When a server-side error was last logged (rate-limits the warning).
+    warned_at: AtomicU64,
+}
+
+#[derive(Default)]
+struct Link {
+    conn: Option<MultiplexedConnection>,
+    generation: u64,
 }
 
 /// Why a Redis call was not answered.
@@ -49,10 +56,9 @@ impl Remote {
             client,
             prefix: prefix.to_string(),
             timeout,
-            conn: Mutex::new(None),
+            conn: Mutex::new(Link::default()),
             broken: tokio::sync::Notify::new(),
-            up: AtomicBool::new(false),
-            errors: AtomicU64::new(0),
+            warned_at: AtomicU64::new(0),
         }
     }
 
@@ -66,7 +72,7 @@ impl Remote {
     }
 
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.link().conn.is_some()
     }
 
     /// Runs `f` on the shared connection within the command deadline. A
@@ -92,46 +98,49 @@ impl Remote {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self
-            .conn
-            .lock()
-            .expect("redis connection lock")
-            .clone()
-            .ok_or(RemoteError::Down)?;
+        let (conn, generation) = {
+            let link = self.link();
+            (link.conn.clone().ok_or(RemoteError::Down)?, link.generation)
+        };
         match tokio::time::timeout(timeout, f(conn)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
-                self.trip(&describe(&e));
+            Ok(Err(e)) if unusable(&e) => {
+                self.trip(generation, &describe(&e));
                 Err(RemoteError::Down)
             }
             Ok(Err(e)) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %describe(&e), "redis command failed");
+                // A bad reply to one command; the link is fine. At most one
+                // warning a minute, so a persistent fault cannot flood the log.
+                let now = crate::store::now().max(0) as u64;
+                if self.warned_at.swap(now, Ordering::Relaxed) + 60 <= now {
+                    tracing::warn!(error = %describe(&e), "redis command failed");
+                }
                 Err(RemoteError::Command(describe(&e)))
             }
             Err(_) => {
-                self.trip("no answer in time");
+                self.trip(generation, "no answer in time");
                 Err(RemoteError::Timeout(timeout.as_millis()))
             }
         }
     }
 
-    fn trip(&self, why: &str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        let was_up = self
-            .conn
-            .lock()
-            .expect("redis connection lock")
-            .take()
-            .is_some();
-        self.up.store(false, Ordering::Relaxed);
-        if was_up {
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.conn.lock().expect("redis connection lock")
+    }
+
+    /// Opens the breaker, unless the failed connection was already replaced.
+    fn trip(&self, generation: u64, why: &str) {
+        let closed = {
+            let mut link = self.link();
+            link.generation == generation && link.conn.take().is_some()
+        };
+        if closed {
             tracing::warn!(
                 reason = why,
                 "redis unreachable; falling back until it answers again"
             );
+            self.broken.notify_one();
         }
-        self.broken.notify_one();
     }
 
     /// Connects now, within a second: the CLI's only attempt, and the
@@ -152,8 +161,9 @@ impl Remote {
             .await
             .map_err(|_| RemoteError::Timeout(CONNECT_TIMEOUT.as_millis()))?
             .map_err(|e| RemoteError::Command(describe(&e)))?;
-        *self.conn.lock().expect("redis connection lock") = Some(conn);
-        self.up.store(true, Ordering::Relaxed);
+        let mut link = self.link();
+        link.generation += 1;
+        link.conn = Some(conn);
         Ok(())
     }
 
@@ -181,6 +191,22 @@ impl Remote {
             tokio::time::sleep(RETRY_EVERY).await;
         }
     }
+}
+
+/// Errors after which this connection (or this server) cannot serve us:
+/// I/O, timeouts, and a server that cannot take writes (a replica after a
+/// failover, a loading or cluster-down node). Reconnecting is the remedy.
+fn unusable(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                S::ReadOnly | S::MasterDown | S::ClusterDown | S::TryAgain | S::BusyLoading
+            )
+        )
 }
 
 /// A Redis error without the URL, which may carry a password.

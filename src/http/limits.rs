@@ -6,7 +6,6 @@
 //! `RateLimit` (draft-ietf-httpapi-ratelimit-headers) and 429s.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -32,7 +31,22 @@ pub async fn limit_user(
 /// by client IP (`X-Forwarded-For` only from trusted proxies).
 pub async fn limit_anonymous(app: &App, ctx: &RequestContext) -> Result<(), Error> {
     let windows = app.limiter.policies.anonymous();
-    check(app, ctx, &format!("ip:{}", ctx.client_ip), &windows).await
+    check(app, ctx, &anonymous_subject(ctx.client_ip), &windows).await
+}
+
+/// One bucket per IPv4 address, and per IPv6 /64: a client holding a /64
+/// (the usual smallest allocation) cannot rotate addresses to escape it.
+fn anonymous_subject(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("ip:{v4}"),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 async fn check(
@@ -61,15 +75,14 @@ async fn check(
     }
 }
 
-/// The headers for a decision, `now` being the current time since the Unix
-/// epoch. `X-RateLimit-Reset` is rounded up, so at that second the bucket
-/// is full.
-pub fn add_headers(headers: &mut HeaderMap, decision: &Decision, now: Duration) {
+/// The headers for a decision. `X-RateLimit-Reset` counts from when the
+/// decision was made and is rounded up, so at that second the bucket is full.
+pub fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     let Some(reported) = decision.reported() else {
         return;
     };
     let reset_secs = reported.reset_after.as_secs_f64().ceil() as u64;
-    let reset_at = (now + reported.reset_after).as_secs_f64().ceil() as u64;
+    let reset_at = (decision.at + reported.reset_after).as_secs_f64().ceil() as u64;
     let policy = decision
         .windows
         .iter()
@@ -110,6 +123,24 @@ pub type Slot = Arc<std::sync::OnceLock<Decision>>;
 mod tests {
     use super::*;
     use crate::ratelimit::{decide, Source};
+    use std::time::Duration;
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let a = anonymous_subject("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = anonymous_subject("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a, "ip:2001:db8:1:2::/64");
+        assert_ne!(a, anonymous_subject("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(
+            anonymous_subject("::ffff:192.0.2.7".parse().unwrap()),
+            "ip:192.0.2.7"
+        );
+        assert_eq!(
+            anonymous_subject("192.0.2.7".parse().unwrap()),
+            "ip:192.0.2.7"
+        );
+    }
 
     #[test]
     fn headers_report_the_tightest_window() {
@@ -132,9 +163,10 @@ mod tests {
             allowed,
             windows: states,
             source: Source::Local,
+            at: Duration::from_millis(1_000_500),
         };
         let mut h = HeaderMap::new();
-        add_headers(&mut h, &decision, Duration::from_millis(1_000_500));
+        add_headers(&mut h, &decision);
         assert_eq!(h["x-ratelimit-limit"], "10");
         assert_eq!(h["x-ratelimit-remaining"], "9");
         assert_eq!(h["x-ratelimit-reset"], "1007", "rounded up");

@@ -112,13 +112,7 @@ where
     };
     let mut response = response;
     if let Some(decision) = limits.get() {
-        super::limits::add_headers(
-            response.headers_mut(),
-            decision,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default(),
-        );
+        super::limits::add_headers(response.headers_mut(), decision);
     }
     finish(
         &app,

@@ -277,7 +277,7 @@ async fn predict_v1(
     let (Some(values), Some(row)) = (values, row.filter(|_| errors.is_empty())) else {
         return Err(refuse(ctx, errors));
     };
-    let key = CacheKey::new(&model.name, &model.digest, 1, "v1", &[values]);
+    let key = CacheKey::new(&model.name, &model.answer_id, 1, "v1", &[values]);
     cached(app, &model, key, fresh, || async {
         let prediction = run(app, Arc::clone(&model), vec![row], false)
             .await?
@@ -370,7 +370,7 @@ async fn predict_v2(
         (true, false) => "v2-batch",
         (true, true) => "v2-batch-explain",
     };
-    let key = CacheKey::new(&model.name, &model.digest, 2, variant, &values);
+    let key = CacheKey::new(&model.name, &model.answer_id, 2, variant, &values);
     cached(app, &model, key, fresh, || async {
         let predictions = run(app, Arc::clone(&model), rows, explain).await?;
         let mut body = json!({

@@ -124,7 +124,7 @@ impl From<Error> for ApiError {
             },
             Error::Unavailable(detail) => ApiError::Unavailable {
                 detail,
-                retry_after_secs: 1,
+                retry_after_secs: 5,
                 extra: Map::new(),
             },
             Error::Overloaded { retry_after } => ApiError::Unavailable {

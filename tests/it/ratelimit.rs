@@ -213,7 +213,7 @@ fn exactly_fifty_of_two_hundred(redis: Option<&Redis>) {
         assert_eq!(count(&statuses, 429), 150, "round {round}");
     }
     if let Some(redis) = redis {
-        let keys = redis.cli(&["--scan", "--pattern", "mlapi:rl:u:*"]);
+        let keys = redis.cli(&["--scan", "--pattern", "mlapi:rl:{u:*"]);
         assert_eq!(keys.lines().count(), 3, "one bucket per user: {keys}");
         let ttl: i64 = redis
             .cli(&["PTTL", keys.lines().next().unwrap()])
@@ -407,7 +407,7 @@ fn redis_outages_follow_the_configured_policy() {
         }
         assert_eq!(
             redis
-                .cli(&["--scan", "--pattern", "mlapi:rl:u:*"])
+                .cli(&["--scan", "--pattern", "mlapi:rl:{u:*"])
                 .lines()
                 .count(),
             1,
@@ -439,7 +439,16 @@ fn redis_outages_follow_the_configured_policy() {
         match policy {
             // A fresh in-process bucket: five more, then refusals.
             "local" => assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]),
-            "allow" => assert_eq!(statuses, [200; 8]),
+            "allow" => {
+                assert_eq!(statuses, [200; 8]);
+                // The login limiter stays on, in process (a fresh bucket:
+                // 20 a minute per IP).
+                let logins: Vec<u16> = (0..21)
+                    .map(|_| login(&d, "erin", PASSWORD).status)
+                    .collect();
+                assert_eq!(logins[..20], [200; 20]);
+                assert_eq!(logins[20], 429, "{logins:?}");
+            }
             _ => assert_eq!(statuses, [503; 8]),
         }
 
@@ -447,7 +456,7 @@ fn redis_outages_follow_the_configured_policy() {
         eventually(Duration::from_secs(10), || {
             models(&d, &t);
             redis
-                .cli(&["--scan", "--pattern", "mlapi:rl:u:*"])
+                .cli(&["--scan", "--pattern", "mlapi:rl:{u:*"])
                 .lines()
                 .count()
                 == 1
