@@ -1,8 +1,9 @@
 //! Micro-benchmarks of one rate-limit decision, as the daemon makes it for a
 //! free-tier user (two windows: minute and day): in process, and in a
 //! throwaway `redis-server` on a unix socket (one EVALSHA round trip).
-//! After the Redis run, redis-server's own command statistics are printed,
-//! to show the round trips per decision.
+//! After the Redis run, 1,000 more decisions run under `redis-cli MONITOR`,
+//! which prints every command a client sends (script internals marked
+//! `lua`), to count the round trips per decision.
 //!
 //! Run: `cargo bench --bench ratelimit`. Results go in BENCHMARKS.md.
 
@@ -59,40 +60,40 @@ fn bench(c: &mut Criterion) {
     let remote = Arc::new(Remote::new(client, "bench:", Duration::from_millis(50)));
     runtime.block_on(remote.connect_now()).unwrap();
     let shared = Limiter::new(&config, Some(remote));
-    let before = redis_calls(&socket);
-    let decisions = std::sync::atomic::AtomicU64::new(0);
     c.bench_function("ratelimit/redis", |b| {
         b.iter(|| {
-            decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let d = runtime.block_on(shared.check("u:bench", &windows)).unwrap();
             assert_eq!(d.source, mlapi::ratelimit::Source::Redis);
         })
     });
-    // Less the first INFO, which `after` counts.
-    let after = redis_calls(&socket) - 1;
-    let decisions = decisions.into_inner();
+
+    let log = dir.path().join("monitor.log");
+    let mut monitor = Command::new("redis-cli")
+        .arg("-s")
+        .arg(&socket)
+        .arg("MONITOR")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("redis-cli");
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..1_000 {
+        runtime.block_on(shared.check("u:bench", &windows)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let sent = text
+        .lines()
+        .filter(|l| l.contains('"') && !l.contains(" lua]"))
+        .count();
+    let inside = text.lines().filter(|l| l.contains(" lua]")).count();
     println!(
-        "redis-server: {} commands for {decisions} decisions ({:.3} round trips per decision)",
-        after - before,
-        (after - before) as f64 / decisions as f64
+        "redis MONITOR: {sent} commands sent for 1000 decisions ({:.2} round trips each; {inside} more ran inside the script)",
+        sent as f64 / 1000.0
     );
     let _ = server.kill();
     let _ = server.wait();
-}
-
-/// Total commands redis-server has run so far (INFO's own not included).
-fn redis_calls(socket: &std::path::Path) -> u64 {
-    let out = Command::new("redis-cli")
-        .arg("-s")
-        .arg(socket)
-        .args(["INFO", "stats"])
-        .output()
-        .expect("redis-cli");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .expect("total_commands_processed")
 }
 
 criterion_group!(benches, bench);

@@ -314,14 +314,15 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(move || json_response(StatusCode::OK, JSON, spec.as_ref()));
 
-    let mut api = health
+    // The hot path first: warp tries alternatives in order.
+    let mut api = predict::routes(&app)
+        .or(health)
+        .unify()
         .or(ready)
         .unify()
         .or(openapi)
         .unify()
         .or(auth::routes(&app))
-        .unify()
-        .or(predict::routes(&app))
         .unify()
         .boxed();
     if app.config.debug.test_routes {

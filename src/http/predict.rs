@@ -103,13 +103,16 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
 
 /// `Cache-Control: no-cache` on the request: answer from the model, not the cache.
 fn no_cache() -> impl Filter<Extract = (bool,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().map(|h: warp::http::HeaderMap| {
-        h.get_all(warp::http::header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
-    })
+    warp::header::optional::<String>("cache-control")
+        .map(|v: Option<String>| {
+            v.is_some_and(|v| {
+                v.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+            })
+        })
+        // An unreadable header is no directive.
+        .or(warp::any().map(|| false))
+        .unify()
 }
 
 /// Runs the model through the cache: the same model file, API version,
