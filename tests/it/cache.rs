@@ -8,16 +8,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{send_body, stderr, stdout, Daemon, Redis, Resp, Setup};
-use crate::identity::{auth_config, eventually, login, register};
-
-const PASSWORD: &str = "SecurePass123!";
+use crate::identity::{auth_config, eventually, user_with_tokens};
 
 fn token(d: &Daemon, name: &str) -> String {
-    assert_eq!(register(d, name, PASSWORD).status, 201);
-    login(d, name, PASSWORD).json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    user_with_tokens(d, name).0
 }
 
 fn predict_with(

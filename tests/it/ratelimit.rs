@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::harness::{send, send_body, stderr, stdout, Daemon, Redis, Resp, Setup};
-use crate::identity::{eventually, login, register, SECRET};
+use crate::identity::{eventually, login, user_with_tokens, SECRET};
 
 const PASSWORD: &str = "SecurePass123!";
 const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
@@ -21,10 +21,7 @@ fn config(auth_extra: &str, extra: &str) -> String {
 }
 
 fn token(d: &Daemon, name: &str) -> String {
-    assert_eq!(register(d, name, PASSWORD).status, 201);
-    let r = login(d, name, PASSWORD);
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["access_token"].as_str().unwrap().to_string()
+    user_with_tokens(d, name).0
 }
 
 fn predict(d: &Daemon, token: &str) -> Resp {
