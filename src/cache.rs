@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use moka::future::Cache as Moka;
 use moka::Expiry;
 use serde::Serialize;
@@ -227,40 +228,46 @@ pub struct CacheStats {
     pub hit_rate: f64,
 }
 
-/// What the in-process tier holds: the value, and how long it may live
+/// A cached answer: the JSON document as computed, serialized once. A hit
+/// hands out these bytes (a reference count, no copy, no re-encoding); Redis
+/// holds the same bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer(Bytes);
+
+impl Answer {
+    fn encode(value: &Value) -> Self {
+        Answer(
+            serde_json::to_vec(value)
+                .expect("JSON values serialize")
+                .into(),
+        )
+    }
+
+    /// The document's JSON text.
+    pub fn json(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The document, parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.0).expect("answers are JSON")
+    }
+}
+
+/// What the in-process tier holds: the answer, and how long it may live
 /// (the model's TTL, or what Redis had left of it).
 #[derive(Clone)]
 struct Stored {
-    value: Arc<Value>,
+    answer: Answer,
     ttl: Duration,
-    /// Estimated bytes held, for the memory bound.
-    weight: u32,
 }
 
 impl Stored {
-    fn new(value: Arc<Value>, ttl: Duration) -> Self {
-        let weight = estimated_bytes(&value);
-        Stored { value, ttl, weight }
+    /// What an entry costs in memory: its JSON text plus the key, the
+    /// `Bytes` header and moka's bookkeeping.
+    fn weight(&self) -> u32 {
+        (self.answer.0.len() + 256).min(u32::MAX as usize) as u32
     }
-}
-
-/// What an entry costs in memory, estimated from its JSON length: a parsed
-/// `serde_json::Value` takes a few times its text (maps, boxed strings), plus
-/// the key and moka's bookkeeping.
-fn estimated_bytes(value: &Value) -> u32 {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, value);
-    (count.0.saturating_mul(4) + 256).min(u32::MAX as usize) as u32
 }
 
 /// Per-entry expiry: models have different TTLs, and a refreshed entry
@@ -312,7 +319,7 @@ impl Cache {
             (config.max_bytes / config.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
         let local = Moka::builder()
             .max_capacity(config.max_bytes)
-            .weigher(move |_: &CacheKey, stored: &Stored| stored.weight.max(floor))
+            .weigher(move |_: &CacheKey, stored: &Stored| stored.weight().max(floor))
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
             .build();
@@ -353,7 +360,7 @@ impl Cache {
         ttl: Duration,
         bypass_read: bool,
         compute: F,
-    ) -> Result<(Arc<Value>, Outcome), E>
+    ) -> Result<(Answer, Outcome), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value, E>>,
@@ -361,30 +368,36 @@ impl Cache {
     {
         if ttl.is_zero() {
             self.misses.fetch_add(1, Ordering::Relaxed);
-            return Ok((Arc::new(compute().await?), Outcome::Miss));
+            return Ok((Answer::encode(&compute().await?), Outcome::Miss));
         }
         if bypass_read {
-            let value = Arc::new(compute().await?);
+            let answer = Answer::encode(&compute().await?);
             self.bypasses.fetch_add(1, Ordering::Relaxed);
-            let stored = Stored::new(Arc::clone(&value), ttl);
+            let stored = Stored {
+                answer: answer.clone(),
+                ttl,
+            };
             self.local.insert(key.clone(), stored).await;
-            self.redis_set(key, &value, ttl).await;
-            return Ok((value, Outcome::Bypass));
+            self.redis_set(key, &answer, ttl).await;
+            return Ok((answer, Outcome::Bypass));
         }
 
         // Set only by the initialiser, which moka runs in at most one of the
         // coalesced calls: it tells that call apart from those that waited.
         let origin = OnceLock::new();
         let init = async {
-            if let Some((value, left)) = self.redis_get(key).await {
+            if let Some((answer, left)) = self.redis_get(key).await {
                 let _ = origin.set(Origin::Redis);
-                return Ok(Stored::new(value, left.min(ttl)));
+                return Ok(Stored {
+                    answer,
+                    ttl: left.min(ttl),
+                });
             }
             let _ = origin.set(Origin::Computed);
             self.misses.fetch_add(1, Ordering::Relaxed);
-            let value = Arc::new(compute().await?);
-            self.redis_set(key, &value, ttl).await;
-            Ok(Stored::new(value, ttl))
+            let answer = Answer::encode(&compute().await?);
+            self.redis_set(key, &answer, ttl).await;
+            Ok(Stored { answer, ttl })
         };
         match self.local.try_get_with(key.clone(), init).await {
             Ok(stored) => {
@@ -399,7 +412,7 @@ impl Cache {
                     }
                     Some(Origin::Computed) => Outcome::Miss,
                 };
-                Ok((stored.value, outcome))
+                Ok((stored.answer, outcome))
             }
             // The caller that computed usually holds the only reference.
             Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|e: Arc<E>| (*e).clone())),
@@ -407,7 +420,7 @@ impl Cache {
     }
 
     /// The value and its remaining TTL, or `None` on a miss or any failure.
-    async fn redis_get(&self, key: &CacheKey) -> Option<(Arc<Value>, Duration)> {
+    async fn redis_get(&self, key: &CacheKey) -> Option<(Answer, Duration)> {
         let remote = self.remote.as_ref()?;
         let redis_key = key.redis_key(remote);
         // MULTI so the TTL read belongs to the value read.
@@ -432,36 +445,34 @@ impl Cache {
                 return None;
             }
         };
-        match serde_json::from_slice::<Value>(&bytes) {
+        // Only a JSON object is an answer we could have written.
+        let object = bytes.first() == Some(&b'{');
+        match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
             // No expiry (-1) cannot come from us; the caller caps it at the TTL.
-            Ok(value) => Some((
-                Arc::new(value),
+            Ok(_) if object => Some((
+                Answer(bytes.into()),
                 u64::try_from(pttl)
                     .ok()
                     .filter(|&ms| ms > 0)
                     .map_or(Duration::MAX, Duration::from_millis),
             )),
-            Err(e) => {
+            result => {
                 // Recomputing overwrites it, so this logs about once per key.
                 self.redis_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key = %key.hex(), error = %e, "unreadable value in the redis cache; recomputing");
+                let error = result
+                    .err()
+                    .map_or("not a JSON object".into(), |e| e.to_string());
+                tracing::warn!(key = %key.hex(), %error, "unreadable value in the redis cache; recomputing");
                 None
             }
         }
     }
 
-    async fn redis_set(&self, key: &CacheKey, value: &Value, ttl: Duration) {
+    async fn redis_set(&self, key: &CacheKey, answer: &Answer, ttl: Duration) {
         let Some(remote) = &self.remote else {
             return;
         };
-        let bytes = match serde_json::to_vec(value) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.redis_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "cannot encode a prediction for redis");
-                return;
-            }
-        };
+        let bytes = answer.0.clone();
         let redis_key = key.redis_key(remote);
         // Whole seconds, rounded up so an entry never expires early in Redis
         // while still alive in process.
@@ -470,7 +481,7 @@ impl Cache {
             .run(|mut conn| async move {
                 redis::cmd("SET")
                     .arg(&redis_key)
-                    .arg(bytes)
+                    .arg(&bytes[..])
                     .arg("EX")
                     .arg(secs.max(1))
                     .query_async::<()>(&mut conn)
@@ -675,6 +686,11 @@ mod tests {
         )
     }
 
+    /// An answer document (answers are JSON objects).
+    fn doc(v: impl Into<Value>) -> Value {
+        serde_json::json!({ "v": v.into() })
+    }
+
     /// A compute that counts its runs and answers `answer`.
     async fn counted(runs: &AtomicUsize, answer: Value) -> Result<Value, String> {
         runs.fetch_add(1, Ordering::SeqCst);
@@ -732,15 +748,18 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let k = key("m", "[[1, 2]]");
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, "a".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("a")))
             .await
             .unwrap();
-        assert_eq!((*v == "a", o), (true, Outcome::Miss));
+        assert_eq!((v.value() == doc("a"), o), (true, Outcome::Miss));
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, "b".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("b")))
             .await
             .unwrap();
-        assert_eq!((*v == "a", o), (true, Outcome::Hit(Tier::Local)));
+        assert_eq!(
+            (v.value() == doc("a"), o),
+            (true, Outcome::Hit(Tier::Local))
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         let s = cache.stats().await;
         assert_eq!((s.entries, s.hits, s.misses), (1, 1, 1));
@@ -759,10 +778,10 @@ mod tests {
         assert_eq!(failed.unwrap_err(), "model exploded");
         let runs = AtomicUsize::new(0);
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, 7.into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc(7)))
             .await
             .unwrap();
-        assert_eq!((*v == 7, o), (true, Outcome::Miss));
+        assert_eq!((v.value() == doc(7), o), (true, Outcome::Miss));
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
@@ -779,7 +798,7 @@ mod tests {
                         .get_or_compute(&k, TTL, false, || async move {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             runs.fetch_add(1, Ordering::SeqCst);
-                            Ok::<_, String>(Value::from(42))
+                            Ok::<_, String>(doc(42))
                         })
                         .await
                 })
@@ -788,7 +807,7 @@ mod tests {
         let mut outcomes = Vec::new();
         for task in tasks {
             let (v, o) = task.await.unwrap().unwrap();
-            assert_eq!(*v, 42);
+            assert_eq!(v.value(), doc(42));
             outcomes.push(o);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -805,19 +824,22 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let k = key("m", "[[1]]");
         cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, "old".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("old")))
             .await
             .unwrap();
         let (v, o) = cache
-            .get_or_compute(&k, TTL, true, || counted(&runs, "new".into()))
+            .get_or_compute(&k, TTL, true, || counted(&runs, doc("new")))
             .await
             .unwrap();
-        assert_eq!((*v == "new", o), (true, Outcome::Bypass));
+        assert_eq!((v.value() == doc("new"), o), (true, Outcome::Bypass));
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, "newer".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("newer")))
             .await
             .unwrap();
-        assert_eq!((*v == "new", o), (true, Outcome::Hit(Tier::Local)));
+        assert_eq!(
+            (v.value() == doc("new"), o),
+            (true, Outcome::Hit(Tier::Local))
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(cache.stats().await.bypasses, 1);
     }
@@ -829,7 +851,7 @@ mod tests {
         let (a, b) = (key("a", "[[1]]"), key("b", "[[1]]"));
         for k in [&a, &b] {
             cache
-                .get_or_compute(k, TTL, false, || counted(&runs, 1.into()))
+                .get_or_compute(k, TTL, false, || counted(&runs, doc(1)))
                 .await
                 .unwrap();
         }
@@ -838,7 +860,7 @@ mod tests {
             let (cache, runs) = (&cache, &runs);
             async move {
                 cache
-                    .get_or_compute(&k, TTL, false, || counted(runs, 1.into()))
+                    .get_or_compute(&k, TTL, false, || counted(runs, doc(1)))
                     .await
                     .unwrap()
                     .1
@@ -859,14 +881,14 @@ mod tests {
         let short = Duration::from_secs(1);
         for _ in 0..2 {
             cache
-                .get_or_compute(&k, short, false, || counted(&runs, 1.into()))
+                .get_or_compute(&k, short, false, || counted(&runs, doc(1)))
                 .await
                 .unwrap();
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         let (_, o) = cache
-            .get_or_compute(&k, short, false, || counted(&runs, 1.into()))
+            .get_or_compute(&k, short, false, || counted(&runs, doc(1)))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Miss);
@@ -880,7 +902,7 @@ mod tests {
         let k = key("m", "[[1]]");
         for _ in 0..2 {
             let (_, o) = cache
-                .get_or_compute(&k, Duration::ZERO, false, || counted(&runs, 1.into()))
+                .get_or_compute(&k, Duration::ZERO, false, || counted(&runs, doc(1)))
                 .await
                 .unwrap();
             assert_eq!(o, Outcome::Miss);
@@ -958,6 +980,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn foreign_values_in_redis_are_recomputed_not_served() {
+        let server = RedisServer::start();
+        let remote = server.remote().await;
+        let cache = cache_with(&remote);
+        let runs = AtomicUsize::new(0);
+        for (i, junk) in ["not json", "\"a string\"", "[1, 2]", "{\"cut"]
+            .iter()
+            .enumerate()
+        {
+            let k = key("m", &format!("[[{i}]]"));
+            let redis_key = k.redis_key(&remote);
+            remote
+                .run(|mut conn| async move {
+                    redis::cmd("SET")
+                        .arg(redis_key)
+                        .arg(*junk)
+                        .query_async::<()>(&mut conn)
+                        .await
+                })
+                .await
+                .unwrap();
+            let (v, o) = cache
+                .get_or_compute(&k, TTL, false, || counted(&runs, doc(i)))
+                .await
+                .unwrap();
+            assert_eq!((v.value(), o), (doc(i), Outcome::Miss), "{junk}");
+        }
+        assert_eq!(cache.stats().await.redis_errors, 4);
+    }
+
+    #[tokio::test]
     async fn daemons_share_answers_through_redis() {
         let server = RedisServer::start();
         let remote = server.remote().await;
@@ -971,27 +1024,30 @@ mod tests {
             .unwrap();
         assert_eq!(o, Outcome::Miss);
         let (v, o) = b
-            .get_or_compute(&k, TTL, false, || counted(&runs, "wrong".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("wrong")))
             .await
             .unwrap();
-        assert_eq!((&*v, o), (&answer, Outcome::Hit(Tier::Redis)));
+        assert_eq!((v.value(), o), (answer.clone(), Outcome::Hit(Tier::Redis)));
         let (_, o) = b
-            .get_or_compute(&k, TTL, false, || counted(&runs, "wrong".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("wrong")))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Hit(Tier::Local), "the redis hit was kept");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
 
         // A bypass through B refreshes Redis too, for every other daemon.
-        b.get_or_compute(&k, TTL, true, || counted(&runs, "fresh".into()))
+        b.get_or_compute(&k, TTL, true, || counted(&runs, doc("fresh")))
             .await
             .unwrap();
         let c = cache_with(&remote);
         let (v, o) = c
-            .get_or_compute(&k, TTL, false, || counted(&runs, "wrong".into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc("wrong")))
             .await
             .unwrap();
-        assert_eq!((*v == "fresh", o), (true, Outcome::Hit(Tier::Redis)));
+        assert_eq!(
+            (v.value() == doc("fresh"), o),
+            (true, Outcome::Hit(Tier::Redis))
+        );
 
         // Errors reach neither tier.
         let k2 = key("m1", "[[9]]");
@@ -1021,7 +1077,7 @@ mod tests {
             for i in 0..n {
                 let k = key(model, &format!("[[{i}]]"));
                 cache
-                    .get_or_compute(&k, TTL, false, || counted(&runs, i.into()))
+                    .get_or_compute(&k, TTL, false, || counted(&runs, doc(i)))
                     .await
                     .unwrap();
             }
@@ -1089,18 +1145,18 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let k = key("m", "[[1]]");
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, 5.into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc(5)))
             .await
             .unwrap();
-        assert_eq!((*v == 5, o), (true, Outcome::Miss));
+        assert_eq!((v.value() == doc(5), o), (true, Outcome::Miss));
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, 6.into()))
+            .get_or_compute(&k, TTL, false, || counted(&runs, doc(6)))
             .await
             .unwrap();
-        assert_eq!((*v == 5, o), (true, Outcome::Hit(Tier::Local)));
+        assert_eq!((v.value() == doc(5), o), (true, Outcome::Hit(Tier::Local)));
         // A bypass still answers, and the flush reports the outage.
         let (_, o) = cache
-            .get_or_compute(&k, TTL, true, || counted(&runs, 7.into()))
+            .get_or_compute(&k, TTL, true, || counted(&runs, doc(7)))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Bypass);

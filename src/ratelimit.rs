@@ -330,19 +330,32 @@ impl Local {
 
     fn check(&self, subject: &str, windows: &[Window]) -> Decision {
         let now = self.now();
-        let keys: Vec<String> = windows
-            .iter()
-            .map(|w| format!("{subject}|{}", w.name))
-            .collect();
+        // One key buffer, reused: a known bucket costs no allocation.
+        let mut key = String::with_capacity(subject.len() + 40);
+        let set_key = |key: &mut String, w: &Window| {
+            key.clear();
+            key.push_str(subject);
+            key.push('|');
+            key.push_str(&w.name);
+        };
         let mut shard = self.shard(subject);
-        let tats: Vec<u64> = keys
+        let tats: Vec<u64> = windows
             .iter()
-            .map(|k| shard.tats.get(k).copied().unwrap_or(0))
+            .map(|w| {
+                set_key(&mut key, w);
+                shard.tats.get(key.as_str()).copied().unwrap_or(0)
+            })
             .collect();
         let (allowed, new_tats, states) = decide(windows, &tats, now);
         if allowed {
-            for (key, tat) in keys.into_iter().zip(new_tats) {
-                shard.tats.insert(key, tat);
+            for (w, tat) in windows.iter().zip(new_tats) {
+                set_key(&mut key, w);
+                match shard.tats.get_mut(key.as_str()) {
+                    Some(slot) => *slot = tat,
+                    None => {
+                        shard.tats.insert(key.clone(), tat);
+                    }
+                }
             }
             shard.sweep(now);
         }

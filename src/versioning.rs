@@ -41,8 +41,6 @@ pub fn supported_list() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub version: u8,
-    /// `/api/v<n>/…` as the client should see it (for `Link` headers).
-    pub public_path: String,
     /// The path the route table serves (v2 reuses v1's unchanged routes).
     pub route_path: String,
     /// The part after `/api/v<n>/`.
@@ -96,7 +94,6 @@ pub fn resolve(
     };
     Ok(Some(Resolved {
         version,
-        public_path: format!("/api/v{version}/{rest}"),
         route_path: format!("/api/v{route_version}/{rest}"),
         rest,
     }))
@@ -347,8 +344,8 @@ mod tests {
         assert_eq!(r("/predict", Some("2"), None).route_path, "/api/v2/predict");
         let me = r("/api/users/me", Some("2"), None);
         assert_eq!(
-            (me.route_path.as_str(), me.public_path.as_str()),
-            ("/api/v1/users/me", "/api/v2/users/me")
+            (me.route_path.as_str(), me.version, me.rest.as_str()),
+            ("/api/v1/users/me", 2, "users/me")
         );
         assert!(resolve("/api/v3/predict", None, None, 1).is_err());
         assert!(resolve("/api/predict", Some("7"), None, 1)

@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+// A request allocates and frees dozens of small objects across worker
+// threads; mimalloc's per-thread free lists cost a fraction of glibc's
+// malloc there (BENCHMARKS.md). The benchmark ceiling uses it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     mlapi::cli::main(mlapi::cli::Cli::parse())
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use warp::Filter;
 
 use super::body::{self, Payload};
@@ -61,23 +61,50 @@ pub fn principal(
     warp::header::optional::<String>("authorization")
         .and(warp::header::optional::<String>("x-api-key"))
         .and(with_app(app))
-        .and_then(|header: Option<String>, api_key: Option<String>, app: Arc<App>| async move {
-            let bearer = header.as_deref().and_then(|h| h.split_once(' ')).and_then(|(scheme, token)| {
-                (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_string())
-            });
-            let credential = match (api_key.map(|k| k.trim().to_string()), bearer) {
-                (Some(key), _) if !key.is_empty() => key,
-                (_, Some(token)) => token,
-                _ => {
-                    return Err(warp::reject::custom(ApiError::Unauthorized {
-                        presented: false,
-                        detail: "authentication required: send Authorization: Bearer <access token> or X-API-Key: <key>"
-                            .into(),
-                    }))
-                }
-            };
-            auth::authenticate(&app, &credential).map_err(|e| warp::reject::custom(ApiError::from(e)))
-        })
+        .and_then(
+            |header: Option<String>, api_key: Option<String>, app: Arc<App>| async move {
+                authenticate(&app, header.as_deref(), api_key.as_deref())
+                    .map_err(warp::reject::custom)
+            },
+        )
+}
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// [`principal`] over a request's headers, for routes served outside warp.
+/// A header that is not visible ASCII counts as absent.
+pub(super) fn principal_from(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    authenticate(app, text(header::AUTHORIZATION), text(X_API_KEY))
+}
+
+fn authenticate(
+    app: &App,
+    authorization: Option<&str>,
+    api_key: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let bearer = authorization
+        .and_then(|h| h.split_once(' '))
+        .and_then(|(scheme, token)| {
+            (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+                .then(|| token.trim())
+        });
+    let credential = match (api_key.map(str::trim), bearer) {
+        (Some(key), _) if !key.is_empty() => key,
+        (_, Some(token)) => token,
+        _ => {
+            return Err(ApiError::Unauthorized {
+                presented: false,
+                detail: "authentication required: send Authorization: Bearer <access token> or X-API-Key: <key>"
+                    .into(),
+            })
+        }
+    };
+    auth::authenticate(app, credential).map_err(ApiError::from)
 }
 
 /// What every protected handler starts from: the app, the request's

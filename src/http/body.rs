@@ -22,12 +22,31 @@ where
     warp::header::headers_cloned()
         .and(warp::body::stream())
         .and_then(move |headers: HeaderMap, stream| async move {
-            check_json_content_type(&headers).map_err(warp::reject::custom)?;
-            let bytes = read_limited(&headers, stream, limit)
+            read_json(&headers, stream, limit)
                 .await
-                .map_err(warp::reject::custom)?;
-            decode::<T>(&bytes).map_err(warp::reject::custom)
+                .map_err(warp::reject::custom)
         })
+}
+
+/// [`json`] for a body taken straight from hyper (the prediction routes,
+/// which bypass warp's filter tree).
+pub async fn json_from<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: warp::hyper::Body,
+    limit: u64,
+) -> Result<T, ApiError> {
+    read_json(headers, body, limit).await
+}
+
+async fn read_json<T, S, B, E>(headers: &HeaderMap, stream: S, limit: u64) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: Buf,
+{
+    check_json_content_type(headers)?;
+    let bytes = read_limited(headers, stream, limit).await?;
+    decode::<T>(&bytes)
 }
 
 /// A body that may be JSON or an HTML form (the OAuth2 password flow).
@@ -130,9 +149,13 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads the body, refusing early when `Content-Length` is over the limit and
 /// stopping as soon as a chunked body passes it.
-async fn read_limited<S, B>(headers: &HeaderMap, stream: S, limit: u64) -> Result<Bytes, ApiError>
+async fn read_limited<S, B, E>(
+    headers: &HeaderMap,
+    stream: S,
+    limit: u64,
+) -> Result<Bytes, ApiError>
 where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
     B: Buf,
 {
     let too_large = ApiError::PayloadTooLarge { limit };
@@ -164,6 +187,17 @@ where
 /// Decodes JSON, separating malformed documents (400) from well-formed ones
 /// with the wrong shape (422, naming the field).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The common case in one pass; only a refused body pays for the
+    // diagnosis below (which gives the same answer for it either way).
+    let object = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if object {
+        if let Ok(value) = serde_json::from_slice::<T>(bytes) {
+            return Ok(value);
+        }
+    }
     // Every mlapi request body is an object; serde would otherwise also
     // accept a struct written as an array.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());

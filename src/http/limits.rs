@@ -81,38 +81,37 @@ pub fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     let Some(reported) = decision.reported() else {
         return;
     };
+    use std::fmt::Write;
+    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
     let reset_secs = reported.reset_after.as_secs_f64().ceil() as u64;
     let reset_at = (decision.at + reported.reset_after).as_secs_f64().ceil() as u64;
-    let policy = decision
-        .windows
-        .iter()
-        .map(|w| {
-            format!(
-                "\"{}\";q={};w={}",
-                w.window.name,
-                w.window.limit,
-                w.window.period.as_secs()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let fields: [(&'static str, String); 5] = [
-        ("x-ratelimit-limit", reported.window.limit.to_string()),
-        ("x-ratelimit-remaining", reported.remaining.to_string()),
-        ("x-ratelimit-reset", reset_at.to_string()),
-        ("ratelimit-policy", policy),
-        (
-            "ratelimit",
-            format!(
-                "\"{}\";r={};t={}",
-                reported.window.name, reported.remaining, reset_secs
-            ),
-        ),
-    ];
-    for (name, value) in fields {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+    headers.insert(LIMIT, HeaderValue::from(reported.window.limit));
+    headers.insert(REMAINING, HeaderValue::from(reported.remaining));
+    headers.insert(RESET, HeaderValue::from(reset_at));
+    // Policy names are a-z, 0-9, `_` and `-` (config validation), so the
+    // values below are always valid header text.
+    let mut policy = String::with_capacity(48 * decision.windows.len());
+    for (i, w) in decision.windows.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let (name, limit, secs) = (&w.window.name, w.window.limit, w.window.period.as_secs());
+        let _ = write!(policy, "{sep}\"{name}\";q={limit};w={secs}");
+    }
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert(POLICY, value);
+    }
+    let mut current = String::with_capacity(48);
+    let _ = write!(
+        current,
+        "\"{}\";r={};t={reset_secs}",
+        reported.window.name, reported.remaining
+    );
+    if let Ok(value) = HeaderValue::from_str(&current) {
+        headers.insert(RATELIMIT, value);
     }
 }
 

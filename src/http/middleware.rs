@@ -11,8 +11,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::Either;
 use futures_util::FutureExt;
-use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use warp::hyper::service::Service;
 use warp::hyper::{Body, Request};
 
@@ -22,6 +23,9 @@ use crate::config::ServerConfig;
 use crate::versioning::{self, Lifecycle, Resolved};
 
 pub const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+const API_VERSION: HeaderName = HeaderName::from_static("api-version");
+const PERMISSIONS_POLICY: HeaderName = HeaderName::from_static("permissions-policy");
 
 /// Per-request facts handlers may read with `warp::ext::get::<RequestContext>()`.
 #[derive(Debug, Clone)]
@@ -55,9 +59,9 @@ where
     let client = client_ip(&app.config.server, peer.ip(), req.headers());
     // The API version: resolved once, here, for every route (see `versioning`).
     let version = resolve_version(&app, &path, &req);
-    let route_path = match &version {
-        Ok(Some(v)) => v.route_path.clone(),
-        _ => path.clone(),
+    let route_path: &str = match &version {
+        Ok(Some(v)) => &v.route_path,
+        _ => &path,
     };
     let lifecycle = match &version {
         Ok(Some(v)) => app.directory.api_version(v.version),
@@ -82,7 +86,7 @@ where
                 // One spelling per resource: `/health/` is not `/health`.
                 ApiError::NotFound.into_response()
             } else if method == Method::OPTIONS {
-                options(&app, &route_path, req.headers())
+                options(&app, route_path, req.headers())
             } else {
                 // HEAD is GET without the body (RFC 9110 §9.3.2); hyper drops
                 // the body on the wire and keeps Content-Length.
@@ -90,14 +94,26 @@ where
                     *req.method_mut() = Method::GET;
                 }
                 if route_path != path {
-                    rewrite_path(&mut req, &route_path);
+                    rewrite_path(&mut req, route_path);
                 }
-                req.extensions_mut().insert(RequestContext {
+                let ctx = RequestContext {
                     request_id: request_id.clone(),
                     client_ip,
                     limits: Arc::clone(&limits),
-                });
-                match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
+                };
+                let routed = match super::predict::prediction_route(route_path) {
+                    Some(major) => {
+                        let (app, ctx) = (&app, &ctx);
+                        Either::Left(async move {
+                            Ok(super::predict::serve(app, ctx, req, major).await)
+                        })
+                    }
+                    None => {
+                        req.extensions_mut().insert(ctx.clone());
+                        Either::Right(svc.call(req))
+                    }
+                };
+                match AssertUnwindSafe(routed).catch_unwind().await {
                     Ok(Ok(response)) => response,
                     Ok(Err(never)) => match never {},
                     Err(_) => {
@@ -116,7 +132,7 @@ where
     }
     finish(
         &app,
-        &route_path,
+        route_path,
         &request_id,
         origin.as_ref(),
         &mut response,
@@ -125,7 +141,7 @@ where
         Ok(Some(v)) => {
             let h = response.headers_mut();
             h.insert(
-                "api-version",
+                API_VERSION,
                 HeaderValue::from_static(if v.version == 2 { "2.0" } else { "1.0" }),
             );
             if let Some(l) = lifecycle
@@ -339,7 +355,7 @@ fn finish(
         );
     }
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert(REQUEST_ID, v);
+        h.insert(REQUEST_ID_HEADER, v);
     }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -355,7 +371,7 @@ fn finish(
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     );
     h.insert(
-        "permissions-policy",
+        PERMISSIONS_POLICY,
         HeaderValue::from_static(
             "accelerometer=(), camera=(), geolocation=(), microphone=(), payment=(), usb=()",
         ),

@@ -9,11 +9,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use warp::hyper::{Body, Request};
 use warp::Filter;
 
-use super::auth::{authed, authorize, reply};
+use super::auth::{authed, authorize, principal_from, reply};
 use super::body;
+use super::limits::limit_user;
 use super::middleware::RequestContext;
 use super::problem::{json_response, ApiError, Response, JSON};
 use crate::app::App;
@@ -40,28 +42,51 @@ struct V2Request {
     explain: Option<bool>,
 }
 
+/// The API major version of a prediction route, by its (resolved) path.
+pub(super) fn prediction_route(path: &str) -> Option<u8> {
+    match path {
+        "/api/v1/predict" => Some(1),
+        "/api/v2/predict" => Some(2),
+        _ => None,
+    }
+}
+
+/// `POST /api/v1/predict` and `POST /api/v2/predict`, served by the
+/// middleware directly rather than through warp's filter tree: this is the
+/// hot path, and walking the tree cost about a quarter of a cached
+/// prediction (BENCHMARKS.md). The steps and their order are the ones every
+/// other protected route takes: method, authentication (401), rate limit
+/// (429), then the body (415, 413, 400, 422).
+pub(super) async fn serve(
+    app: &Arc<App>,
+    ctx: &RequestContext,
+    req: Request<Body>,
+    major: u8,
+) -> Response {
+    reply(
+        async {
+            if req.method() != Method::POST {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let p = principal_from(app, req.headers())?;
+            limit_user(app, ctx, &p, Group::Predict).await?;
+            let fresh = wants_fresh(req.headers());
+            let max = app.config.server.max_body_bytes;
+            let (parts, body) = req.into_parts();
+            if major == 1 {
+                let req = body::json_from::<V1Request>(&parts.headers, body, max).await?;
+                predict_v1(app, ctx, &p, fresh, req).await
+            } else {
+                let req = body::json_from::<V2Request>(&parts.headers, body, max).await?;
+                predict_v2(app, ctx, &p, fresh, req).await
+            }
+        }
+        .await,
+    )
+}
+
+/// Model listings; the prediction routes are [`serve`].
 pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
-    let max = app.config.server.max_body_bytes;
-    let v1 = warp::path!("api" / "v1" / "predict")
-        .and(warp::post())
-        .and(authed(app, Group::Predict))
-        .and(no_cache())
-        .and(body::json::<V1Request>(max))
-        .then(
-            |app: Arc<App>, ctx: RequestContext, p: Principal, fresh: bool, req: V1Request| async move {
-                reply(predict_v1(&app, &ctx, &p, fresh, req).await)
-            },
-        );
-    let v2 = warp::path!("api" / "v2" / "predict")
-        .and(warp::post())
-        .and(authed(app, Group::Predict))
-        .and(no_cache())
-        .and(body::json::<V2Request>(max))
-        .then(
-            |app: Arc<App>, ctx: RequestContext, p: Principal, fresh: bool, req: V2Request| async move {
-                reply(predict_v2(&app, &ctx, &p, fresh, req).await)
-            },
-        );
     let list = warp::path!("api" / "v1" / "models")
         .and(warp::get())
         .and(authed(app, Group::Models))
@@ -98,21 +123,18 @@ pub fn routes(app: &Arc<App>) -> BoxedFilter<(Response,)> {
                 )
             },
         );
-    v1.or(v2).unify().or(list).unify().or(one).unify().boxed()
+    list.or(one).unify().boxed()
 }
 
-/// `Cache-Control: no-cache` on the request: answer from the model, not the cache.
-fn no_cache() -> impl Filter<Extract = (bool,), Error = std::convert::Infallible> + Clone {
-    warp::header::optional::<String>("cache-control")
-        .map(|v: Option<String>| {
-            v.is_some_and(|v| {
-                v.split(',')
-                    .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
-            })
-        })
-        // An unreadable header is no directive.
-        .or(warp::any().map(|| false))
-        .unify()
+/// `Cache-Control: no-cache` on the request: answer from the model, not the
+/// cache. An unreadable header is no directive.
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
 }
 
 /// Runs the model through the cache: the same model file, API version,
@@ -130,16 +152,41 @@ where
     Fut: std::future::Future<Output = Result<Value, ApiError>>,
 {
     let ttl = std::time::Duration::from_secs(model.cache_ttl_secs);
-    let (value, outcome) = app.cache.get_or_compute(&key, ttl, fresh, compute).await?;
-    let mut body = Value::clone(&value);
-    body["cached"] = json!(matches!(outcome, Outcome::Hit(_)));
-    let mut response = json_response(StatusCode::OK, JSON, &body);
+    let (answer, outcome) = app.cache.get_or_compute(&key, ttl, fresh, compute).await?;
+    let body = with_cached(answer.json(), matches!(outcome, Outcome::Hit(_)));
+    let mut response = Response::new(Body::from(body));
     let h = response.headers_mut();
-    h.insert("x-cache", HeaderValue::from_static(outcome.header_value()));
+    h.reserve(super::problem::RESPONSE_HEADERS);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+    const X_CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
+    h.insert(X_CACHE, HeaderValue::from_static(outcome.header_value()));
     if let Outcome::Hit(tier) = outcome {
-        h.insert("x-cache-tier", HeaderValue::from_static(tier.as_str()));
+        h.insert(X_CACHE_TIER, HeaderValue::from_static(tier.as_str()));
     }
     Ok(response)
+}
+
+/// The stored answer with `"cached"` as its first member, spliced into the
+/// JSON text: no parsing or re-encoding on a hit. Answers are JSON objects
+/// (the cache refuses anything else from Redis) without a `cached` member.
+fn with_cached(answer: &[u8], cached: bool) -> Vec<u8> {
+    let member: &[u8] = if cached {
+        br#"{"cached":true"#
+    } else {
+        br#"{"cached":false"#
+    };
+    let rest = &answer[1..];
+    let mut body = Vec::with_capacity(member.len() + 1 + rest.len());
+    body.extend_from_slice(member);
+    if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+        body.push(b',');
+    }
+    body.extend_from_slice(rest);
+    body
 }
 
 fn unknown_model(app: &App, name: &str) -> ApiError {
@@ -393,4 +440,27 @@ async fn predict_v2(
         Ok(body)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_cached;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn cached_is_spliced_in_front_of_the_stored_answer() {
+        let parsed = |answer: &str, cached| -> Value {
+            serde_json::from_slice(&with_cached(answer.as_bytes(), cached)).unwrap()
+        };
+        assert_eq!(
+            parsed(r#"{"model":"demo","prediction":"benign"}"#, true),
+            json!({"cached": true, "model": "demo", "prediction": "benign"})
+        );
+        assert_eq!(parsed("{}", false), json!({"cached": false}));
+        assert_eq!(parsed("{ }", true), json!({"cached": true}));
+        assert_eq!(
+            with_cached(br#"{"a":1}"#, false),
+            br#"{"cached":false,"a":1}"#
+        );
+    }
 }

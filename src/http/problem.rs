@@ -258,11 +258,22 @@ pub fn json_response(status: StatusCode, content_type: &str, body: &impl Seriali
     let bytes = serde_json::to_vec(body).expect("response bodies serialize");
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
-    let value = HeaderValue::from_str(&format!("{content_type}; charset=utf-8"))
-        .expect("static content type");
-    response.headers_mut().insert(header::CONTENT_TYPE, value);
+    let value = if content_type == PROBLEM_JSON {
+        HeaderValue::from_static("application/problem+json; charset=utf-8")
+    } else {
+        debug_assert_eq!(content_type, JSON);
+        HeaderValue::from_static("application/json; charset=utf-8")
+    };
+    let h = response.headers_mut();
+    // Room for what the middleware adds (security, request id, version,
+    // rate-limit and cache headers) without growing the map on the way.
+    h.reserve(RESPONSE_HEADERS);
+    h.insert(header::CONTENT_TYPE, value);
     response
 }
+
+/// About how many headers a response ends up with.
+pub const RESPONSE_HEADERS: usize = 24;
 
 /// Turns warp's own rejections (routing) and ours (body extraction) into problems.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
