@@ -22,23 +22,19 @@ where
     warp::header::headers_cloned()
         .and(warp::body::stream())
         .and_then(move |headers: HeaderMap, stream| async move {
-            read_json(&headers, stream, limit)
+            json_from(&headers, stream, limit)
                 .await
                 .map_err(warp::reject::custom)
         })
 }
 
-/// [`json`] for a body taken straight from hyper (the prediction routes,
-/// which bypass warp's filter tree).
-pub async fn json_from<T: DeserializeOwned>(
+/// [`json`] over any body stream: warp's, or hyper's `Body` for the
+/// prediction routes, which bypass warp's filter tree.
+pub async fn json_from<T, S, B, E>(
     headers: &HeaderMap,
-    body: warp::hyper::Body,
+    stream: S,
     limit: u64,
-) -> Result<T, ApiError> {
-    read_json(headers, body, limit).await
-}
-
-async fn read_json<T, S, B, E>(headers: &HeaderMap, stream: S, limit: u64) -> Result<T, ApiError>
+) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
     S: futures_util::Stream<Item = Result<B, E>> + Unpin,

@@ -17,7 +17,7 @@ use super::auth::{authed, authorize, principal_from, reply};
 use super::body;
 use super::limits::limit_user;
 use super::middleware::RequestContext;
-use super::problem::{json_response, ApiError, Response, JSON};
+use super::problem::{json_response, json_text_response, ApiError, Response, JSON};
 use crate::app::App;
 use crate::auth::scopes::Scope;
 use crate::auth::Principal;
@@ -74,10 +74,10 @@ pub(super) async fn serve(
             let max = app.config.server.max_body_bytes;
             let (parts, body) = req.into_parts();
             if major == 1 {
-                let req = body::json_from::<V1Request>(&parts.headers, body, max).await?;
+                let req: V1Request = body::json_from(&parts.headers, body, max).await?;
                 predict_v1(app, ctx, &p, fresh, req).await
             } else {
-                let req = body::json_from::<V2Request>(&parts.headers, body, max).await?;
+                let req: V2Request = body::json_from(&parts.headers, body, max).await?;
                 predict_v2(app, ctx, &p, fresh, req).await
             }
         }
@@ -154,13 +154,8 @@ where
     let ttl = std::time::Duration::from_secs(model.cache_ttl_secs);
     let (answer, outcome) = app.cache.get_or_compute(&key, ttl, fresh, compute).await?;
     let body = with_cached(answer.json(), matches!(outcome, Outcome::Hit(_)));
-    let mut response = Response::new(Body::from(body));
+    let mut response = json_text_response(StatusCode::OK, JSON, body);
     let h = response.headers_mut();
-    h.reserve(super::problem::RESPONSE_HEADERS);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
     const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
     const X_CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
     h.insert(X_CACHE, HeaderValue::from_static(outcome.header_value()));

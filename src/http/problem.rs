@@ -256,6 +256,11 @@ impl ApiError {
 /// A JSON response with an explicit charset (ASVS 4.1.1).
 pub fn json_response(status: StatusCode, content_type: &str, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).expect("response bodies serialize");
+    json_text_response(status, content_type, bytes)
+}
+
+/// [`json_response`] for a body that is JSON text already.
+pub fn json_text_response(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     let value = if content_type == PROBLEM_JSON {
@@ -273,7 +278,7 @@ pub fn json_response(status: StatusCode, content_type: &str, body: &impl Seriali
 }
 
 /// About how many headers a response ends up with.
-pub const RESPONSE_HEADERS: usize = 24;
+const RESPONSE_HEADERS: usize = 24;
 
 /// Turns warp's own rejections (routing) and ours (body extraction) into problems.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
