@@ -48,8 +48,17 @@ const SPEC_HEADERS: &[(&str, &str)] = &[
     ("api-version", "1.0"),
 ];
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The daemon's allocator setting too (`src/bin/mlapi.rs`): purge freed
+    // pages at once (option 15, `mi_option_purge_delay`).
+    // SAFETY: a plain integer option, set before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(15, 0) };
+    tokio::runtime::Runtime::new()
+        .expect("tokio runtime")
+        .block_on(serve());
+}
+
+async fn serve() {
     let mut args = std::env::args().skip(1);
     let addr: std::net::SocketAddr = args
         .next()
