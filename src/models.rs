@@ -407,7 +407,8 @@ struct Entry {
 /// The models a daemon serves, by name, and how inference is run.
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Entry>>,
-    default: RwLock<String>,
+    /// Shared, so finding the default model on each request clones a pointer.
+    default: RwLock<Arc<str>>,
     permits: Arc<Semaphore>,
     timeout: Duration,
     pub max_batch: usize,
@@ -438,7 +439,7 @@ impl Registry {
                     })
                     .collect(),
             ),
-            default: RwLock::new(default),
+            default: RwLock::new(default.into()),
             permits: Arc::new(Semaphore::new(inference.max_concurrent as usize)),
             timeout: Duration::from_millis(inference.timeout_ms),
             max_batch: inference.max_batch as usize,
@@ -488,9 +489,9 @@ impl Registry {
             // if it loaded, else the previous one if still present, else any.
             let mut default = self.default.read().expect("registry lock").clone();
             if let Some(wanted) = default_name(&configs).filter(|n| entries.contains_key(n)) {
-                default = wanted;
-            } else if !entries.contains_key(&default) {
-                default = entries.keys().next().expect("not empty").clone();
+                default = wanted.into();
+            } else if !entries.contains_key(&*default) {
+                default = entries.keys().next().expect("not empty").as_str().into();
             }
             let mut current = self.entries.write().expect("registry lock");
             *current = entries;
@@ -520,7 +521,7 @@ impl Registry {
             .values()
             .map(|e| {
                 e.model
-                    .info(e.model.name == default, e.reload_error.clone())
+                    .info(*e.model.name == *default, e.reload_error.clone())
             })
             .collect()
     }
@@ -530,7 +531,7 @@ impl Registry {
         let entries = self.entries.read().expect("registry lock");
         entries
             .get(name)
-            .map(|e| e.model.info(name == default, e.reload_error.clone()))
+            .map(|e| e.model.info(name == &*default, e.reload_error.clone()))
     }
 
     /// Reload errors, for `/ready`.

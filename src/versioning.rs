@@ -6,6 +6,7 @@
 //! Resolution is pure; lifecycle state lives in SQLite and, on a running
 //! daemon, in the in-memory directory (reloaded within a second of a change).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rusqlite::params;
@@ -39,42 +40,45 @@ pub fn supported_list() -> String {
 
 /// A request's version and the path the routes serve it under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub struct Resolved<'a> {
     pub version: u8,
-    /// The path the route table serves (v2 reuses v1's unchanged routes).
-    pub route_path: String,
+    /// The path the route table serves (v2 reuses v1's unchanged routes);
+    /// borrowed from the request path when that is already it, the usual case.
+    pub route_path: Cow<'a, str>,
     /// The part after `/api/v<n>/`.
-    pub rest: String,
+    pub rest: &'a str,
 }
 
 /// Resolves `path` (`/api/…` or `/predict`). `Ok(None)`: not an API path.
 /// `Err(text)`: the version asked for is not supported (400).
-pub fn resolve(
-    path: &str,
+pub fn resolve<'a>(
+    path: &'a str,
     header: Option<&str>,
     query_version: Option<&str>,
     default: u8,
-) -> std::result::Result<Option<Resolved>, String> {
+) -> std::result::Result<Option<Resolved<'a>>, String> {
     let unknown = |v: &str| {
         format!(
             "unsupported API version {v:?}; supported versions: {}",
             supported_list()
         )
     };
-    let (explicit, rest) = if path == "/predict" {
-        (None, "predict".to_string())
+    // `spelled`: the path names the version exactly as the route table does.
+    let (explicit, rest, spelled) = if path == "/predict" {
+        (None, "predict", false)
     } else if let Some(rest) = path.strip_prefix("/api/") {
-        let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let (first, tail, slash) = match rest.split_once('/') {
+            Some((first, tail)) => (first, tail, true),
+            None => (rest, "", false),
+        };
         let is_version = first.len() >= 2
             && first.starts_with(['v', 'V'])
             && first[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.');
         if is_version {
-            (
-                Some(parse(first).ok_or_else(|| unknown(first))?),
-                tail.to_string(),
-            )
+            let v = parse(first).ok_or_else(|| unknown(first))?;
+            (Some(v), tail, slash && first.as_bytes() == [b'v', b'0' + v])
         } else {
-            (None, rest.to_string())
+            (None, rest, false)
         }
     } else {
         return Ok(None);
@@ -87,14 +91,19 @@ pub fn resolve(
             (None, None) => default,
         },
     };
-    let route_version = if version == 2 && !V2_ROUTES.contains(&rest.as_str()) {
+    let route_version = if version == 2 && !V2_ROUTES.contains(&rest) {
         1
     } else {
         version
     };
+    let route_path = if spelled && version == route_version {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(format!("/api/v{route_version}/{rest}"))
+    };
     Ok(Some(Resolved {
         version,
-        route_path: format!("/api/v{route_version}/{rest}"),
+        route_path,
         rest,
     }))
 }
@@ -280,7 +289,7 @@ pub fn status(row: Option<&Lifecycle>, now: i64) -> &'static str {
 }
 
 /// Headers for a response of a deprecated (not yet sunset) version.
-pub fn deprecation_headers(l: &Lifecycle, resolved: &Resolved) -> Vec<(&'static str, String)> {
+pub fn deprecation_headers(l: &Lifecycle, resolved: &Resolved<'_>) -> Vec<(&'static str, String)> {
     let sunset = httpdate::fmt_http_date(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(l.sunset_at.max(0) as u64),
     );
@@ -344,9 +353,26 @@ mod tests {
         assert_eq!(r("/predict", Some("2"), None).route_path, "/api/v2/predict");
         let me = r("/api/users/me", Some("2"), None);
         assert_eq!(
-            (me.route_path.as_str(), me.version, me.rest.as_str()),
+            (me.route_path.as_ref(), me.version, me.rest),
             ("/api/v1/users/me", 2, "users/me")
         );
+        assert!(matches!(
+            r("/api/v1/predict", None, None).route_path,
+            Cow::Borrowed("/api/v1/predict")
+        ));
+        assert_eq!(
+            r("/api/V1/predict", None, None).route_path,
+            "/api/v1/predict"
+        );
+        assert_eq!(
+            r("/api/v1.0/predict", None, None).route_path,
+            "/api/v1/predict"
+        );
+        assert_eq!(
+            r("/api/v2/users/me", None, None).route_path,
+            "/api/v1/users/me"
+        );
+        assert_eq!(r("/api/v1", None, None).route_path, "/api/v1/");
         assert!(resolve("/api/v3/predict", None, None, 1).is_err());
         assert!(resolve("/api/predict", Some("7"), None, 1)
             .unwrap_err()

@@ -37,7 +37,7 @@ pub(super) fn context(
 ) -> impl Filter<Extract = (RequestContext,), Error = std::convert::Infallible> + Clone {
     warp::ext::optional::<RequestContext>().map(|ctx: Option<RequestContext>| {
         ctx.unwrap_or_else(|| RequestContext {
-            request_id: String::new(),
+            request_id: "".into(),
             client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
             limits: Default::default(),
         })
@@ -48,7 +48,7 @@ fn actor(name: &str, ctx: &RequestContext) -> Actor {
     Actor {
         name: name.to_string(),
         client_ip: Some(ctx.client_ip.to_string()),
-        request_id: Some(ctx.request_id.clone()),
+        request_id: Some(ctx.request_id.to_string()),
     }
 }
 

@@ -123,10 +123,16 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .ok_or_else(wrong)?;
     let mut parts = value.split(';').map(str::trim);
-    let essence = parts.next().unwrap_or("").to_ascii_lowercase();
-    if essence != "application/json"
-        && !(essence.starts_with("application/") && essence.ends_with("+json"))
-    {
+    let essence = parts.next().unwrap_or("").as_bytes();
+    let has = |at: usize, text: &str| {
+        essence
+            .get(at..at + text.len())
+            .is_some_and(|part| part.eq_ignore_ascii_case(text.as_bytes()))
+    };
+    let structured = essence.len() >= "application/+json".len()
+        && has(0, "application/")
+        && has(essence.len() - "+json".len(), "+json");
+    if !(essence.eq_ignore_ascii_case(b"application/json") || structured) {
         return Err(wrong());
     }
     for param in parts {
@@ -331,7 +337,10 @@ mod tests {
         assert!(check(Some("application/json")));
         assert!(check(Some("Application/JSON; charset=UTF-8")));
         assert!(check(Some("application/merge-patch+json")));
+        assert!(check(Some("APPLICATION/VND.API+JSON")));
         assert!(!check(None));
+        assert!(!check(Some("text/x+json")));
+        assert!(!check(Some("application/jsonx")));
         assert!(!check(Some("text/plain")));
         assert!(!check(Some("application/x-www-form-urlencoded")));
         assert!(!check(Some("application/json; charset=latin1")));

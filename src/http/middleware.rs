@@ -30,7 +30,8 @@ const PERMISSIONS_POLICY: HeaderName = HeaderName::from_static("permissions-poli
 /// Per-request facts handlers may read with `warp::ext::get::<RequestContext>()`.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    pub request_id: String,
+    /// Shared: handlers, logs and the response header all read it.
+    pub request_id: Arc<str>,
     pub client_ip: IpAddr,
     /// The rate-limit decision, if the route is limited; rendered as headers
     /// on the response, whatever its status.
@@ -61,7 +62,7 @@ where
     let version = resolve_version(&app, &path, &req);
     let route_path: &str = match &version {
         Ok(Some(v)) => &v.route_path,
-        _ => &path,
+        _ => path.as_str(),
     };
     let lifecycle = match &version {
         Ok(Some(v)) => app.directory.api_version(v.version),
@@ -97,7 +98,7 @@ where
                     rewrite_path(&mut req, route_path);
                 }
                 let ctx = RequestContext {
-                    request_id: request_id.clone(),
+                    request_id: Arc::clone(&request_id),
                     client_ip,
                     limits: Arc::clone(&limits),
                 };
@@ -176,11 +177,11 @@ where
 
 /// The version for an API path: the path's, else `API-Version` or
 /// `Accept-Version`, else `?version=`, else the configured default.
-fn resolve_version(
+fn resolve_version<'a>(
     app: &App,
-    path: &str,
+    path: &'a str,
     req: &Request<Body>,
-) -> Result<Option<Resolved>, ApiError> {
+) -> Result<Option<Resolved<'a>>, ApiError> {
     let h = req.headers();
     let header = h
         .get("api-version")
@@ -201,23 +202,22 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|r| {
-            r.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|r| r.split(';').next().unwrap_or("").trim())
         .filter(|r| !r.is_empty())
         .peekable();
     if ranges.peek().is_none() {
         return true;
     }
     ranges.any(|r| {
-        matches!(
-            r.as_str(),
-            "*/*" | "application/*" | "application/json" | "application/problem+json"
-        ) || r.ends_with("+json")
+        [
+            "*/*",
+            "application/*",
+            "application/json",
+            "application/problem+json",
+        ]
+        .iter()
+        .any(|ok| r.eq_ignore_ascii_case(ok))
+            || r.len() >= 5 && r.as_bytes()[r.len() - 5..].eq_ignore_ascii_case(b"+json")
     })
 }
 
@@ -232,7 +232,7 @@ fn rewrite_path(req: &mut Request<Body>, route_path: &str) {
 }
 
 /// 410 for a version past its sunset, naming the successor.
-fn gone(v: &Resolved, l: &Lifecycle) -> ApiError {
+fn gone(v: &Resolved<'_>, l: &Lifecycle) -> ApiError {
     let date = crate::keys::format_time(l.sunset_at);
     let instead = match l.successor {
         Some(s) => format!("; use version {s}: /api/v{s}/{}", v.rest),
@@ -245,7 +245,7 @@ fn gone(v: &Resolved, l: &Lifecycle) -> ApiError {
 }
 
 /// Echoes a client's request id when it is short and plain; otherwise mints one.
-fn request_id(headers: &HeaderMap) -> String {
+fn request_id(headers: &HeaderMap) -> Arc<str> {
     headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -255,8 +255,11 @@ fn request_id(headers: &HeaderMap) -> String {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .map(Arc::from)
+        .unwrap_or_else(|| {
+            let mut buf = uuid::Uuid::encode_buffer();
+            Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+        })
 }
 
 /// The client address: the peer, unless the peer is a trusted proxy, in which
@@ -429,12 +432,34 @@ mod tests {
     }
 
     #[test]
+    fn accept_ranges() {
+        let accept = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, v.parse().unwrap());
+            accepts_json(&h)
+        };
+        assert!(accepts_json(&HeaderMap::new()));
+        for ok in [
+            "*/*",
+            "Application/JSON",
+            "text/html, application/json;q=0.9",
+            "application/vnd.x+JSON",
+            "APPLICATION/*",
+        ] {
+            assert!(accept(ok), "{ok}");
+        }
+        for no in ["text/html", "application/xml", "json", "text/*"] {
+            assert!(!accept(no), "{no}");
+        }
+    }
+
+    #[test]
     fn request_ids() {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, "abc-123".parse().unwrap());
-        assert_eq!(request_id(&h), "abc-123");
+        assert_eq!(&*request_id(&h), "abc-123");
         h.insert(REQUEST_ID, "bad id with spaces".parse().unwrap());
-        assert_ne!(request_id(&h), "bad id with spaces");
+        assert_ne!(&*request_id(&h), "bad id with spaces");
         assert_eq!(request_id(&HeaderMap::new()).len(), 36);
     }
 }

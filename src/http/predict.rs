@@ -211,6 +211,15 @@ fn parse_row(
     expected: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<Vec<f64>> {
+    // The usual case in one pass: exactly `expected` numbers. serde_json's
+    // `float_roundtrip` feature makes it round each number exactly as
+    // `str::parse` does below, so both paths give the same values (and the
+    // same cache keys). Anything else takes the careful path for its errors.
+    if let Ok(values) = serde_json::from_str::<Vec<f64>>(raw.get()) {
+        if values.len() == expected && expected > 0 {
+            return Some(values);
+        }
+    }
     let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
         errors.push(FieldError::new(field, "must be an array of numbers"));
         return None;
@@ -439,8 +448,46 @@ async fn predict_v2(
 
 #[cfg(test)]
 mod tests {
-    use super::with_cached;
+    use super::{parse_row, with_cached};
+    use serde_json::value::RawValue;
     use serde_json::{json, Value};
+
+    #[test]
+    fn rows_parse_exactly_like_str_parse() {
+        // Hard cases for float parsing: halfway points, subnormals, the
+        // largest finite value, more digits than an f64 holds.
+        let texts = [
+            "0.1",
+            "0.10000000000000002",
+            "1.00",
+            "-0.0",
+            "9007199254740993",
+            "2.2250738585072011e-308",
+            "4.9406564584124654e-324",
+            "1.7976931348623157e308",
+            "123456789012345678901234567890e-10",
+            "0.30000000000000004441",
+        ];
+        let raw = format!("[{}]", texts.join(","));
+        let raw = RawValue::from_string(raw).unwrap();
+        let mut errors = Vec::new();
+        let values = parse_row("features", &raw, texts.len(), &mut errors).unwrap();
+        assert!(errors.is_empty());
+        for (text, v) in texts.iter().zip(&values) {
+            assert_eq!(
+                v.to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+        }
+        // Out of range: infinity (refused later as not finite), not a parse error.
+        let raw = RawValue::from_string("[1e400, 1]".into()).unwrap();
+        let values = parse_row("features", &raw, 2, &mut errors).unwrap();
+        assert!(values[0].is_infinite() && errors.is_empty());
+        // The wrong count is one error, whichever path sees it.
+        assert!(parse_row("features", &raw, 3, &mut errors).is_none());
+        assert_eq!(errors.len(), 1);
+    }
 
     #[test]
     fn cached_is_spliced_in_front_of_the_stored_answer() {
