@@ -300,7 +300,9 @@ enum Origin {
 
 /// The two-tier prediction cache; see the module doc.
 pub struct Cache {
-    local: Moka<CacheKey, Stored>,
+    /// foldhash, not SipHash: keys are SHA-256 digests, which no client
+    /// can steer into one bucket.
+    local: Moka<CacheKey, Stored, foldhash::fast::RandomState>,
     remote: Option<Arc<Remote>>,
     hits_local: AtomicU64,
     hits_redis: AtomicU64,
@@ -322,7 +324,7 @@ impl Cache {
             .weigher(move |_: &CacheKey, stored: &Stored| stored.weight().max(floor))
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Cache {
             local,
             remote,

@@ -7,7 +7,6 @@
 //! logged or shown again. Verification on the request path lives in `auth`
 //! and reads only memory (`auth::directory`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
@@ -22,6 +21,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::secrets::{self, SecretError};
 use crate::store::{self, StoreError};
 use crate::users;
+use crate::FastMap;
 
 pub const PREFIX: &str = "sk_live_";
 /// 32 base62 characters: about 190 bits from the OS CSPRNG.
@@ -561,7 +561,7 @@ type UsageCount = (i64, i64);
 /// Usage counted in memory on the request path and written in batches.
 #[derive(Default)]
 pub struct Usage {
-    pending: Mutex<HashMap<UsageSlot, UsageCount>>,
+    pending: Mutex<FastMap<UsageSlot, UsageCount>>,
 }
 
 impl Usage {

@@ -12,14 +12,14 @@
 //! This module decides; it knows nothing of HTTP headers (see
 //! `http::limits`) or of how a user got their tier.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, EndpointLimits, OnRedisError, TierConfig};
 use crate::remote::{Remote, RemoteError};
+use crate::FastMap;
 
 const SHARDS: usize = 16;
 /// Per shard: idle buckets are swept out once a shard grows past this.
@@ -187,7 +187,7 @@ impl Group {
 /// Every tier's windows per endpoint group, built once from the config.
 #[derive(Debug, Clone)]
 pub struct Policies {
-    by_tier: HashMap<String, BTreeMap<Group, Arc<[Window]>>>,
+    by_tier: FastMap<String, BTreeMap<Group, Arc<[Window]>>>,
     strictest: String,
     anonymous: Arc<[Window]>,
 }
@@ -321,9 +321,10 @@ impl Local {
     }
 
     fn shard(&self, subject: &str) -> std::sync::MutexGuard<'_, Shard> {
-        let mut hasher = DefaultHasher::new();
-        subject.hash(&mut hasher);
-        self.shards[hasher.finish() as usize % SHARDS]
+        // Choosing a shard needs no flooding resistance (the shard's own map
+        // has it), only speed; the seed is fixed so a subject keeps its shard.
+        let hash = foldhash::fast::FixedState::default().hash_one(subject);
+        self.shards[hash as usize % SHARDS]
             .lock()
             .expect("limiter shard")
     }

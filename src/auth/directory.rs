@@ -6,7 +6,6 @@
 //! after its own writes and every 250 ms for writes by other processes (the
 //! CLI, other daemons on the same file).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::params;
@@ -16,17 +15,18 @@ use crate::keys::KeyEntry;
 use crate::store::{self, Store, StoreError};
 use crate::users::{self, User};
 use crate::versioning::{self, Lifecycle};
+use crate::FastMap;
 
 #[derive(Default)]
 struct Snapshot {
     version: i64,
-    users: HashMap<String, Arc<User>>,
+    users: FastMap<String, Arc<User>>,
     /// Revoked access-token ids → their expiry (dropped once expired).
-    revoked_jtis: HashMap<String, i64>,
+    revoked_jtis: FastMap<String, i64>,
     /// Revoked sessions (refresh families) → their expiry.
-    revoked_sessions: HashMap<String, i64>,
+    revoked_sessions: FastMap<String, i64>,
     /// Usable API keys by their digest. Revoked and expired keys are absent.
-    keys: HashMap<[u8; 32], Arc<KeyEntry>>,
+    keys: FastMap<[u8; 32], Arc<KeyEntry>>,
     /// Deprecated API versions (reloaded whole: there are at most a few).
     versions: Vec<Lifecycle>,
 }

@@ -25,6 +25,7 @@ use crate::versioning::{self, Lifecycle, Resolved};
 pub const REQUEST_ID: &str = "x-request-id";
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 const API_VERSION: HeaderName = HeaderName::from_static("api-version");
+const ACCEPT_VERSION: HeaderName = HeaderName::from_static("accept-version");
 const PERMISSIONS_POLICY: HeaderName = HeaderName::from_static("permissions-policy");
 
 /// Per-request facts handlers may read with `warp::ext::get::<RequestContext>()`.
@@ -102,16 +103,18 @@ where
                     client_ip,
                     limits: Arc::clone(&limits),
                 };
+                // Boxed: the handlers' futures are large, and an unboxed one
+                // is copied whole each time the futures around it move.
                 let routed = match super::predict::prediction_route(route_path) {
                     Some(major) => {
                         let (app, ctx) = (&app, &ctx);
-                        Either::Left(async move {
+                        Either::Left(Box::pin(async move {
                             Ok(super::predict::serve(app, ctx, req, major).await)
-                        })
+                        }))
                     }
                     None => {
                         req.extensions_mut().insert(ctx.clone());
-                        Either::Right(svc.call(req))
+                        Either::Right(Box::pin(svc.call(req)))
                     }
                 };
                 match AssertUnwindSafe(routed).catch_unwind().await {
@@ -184,8 +187,8 @@ fn resolve_version<'a>(
 ) -> Result<Option<Resolved<'a>>, ApiError> {
     let h = req.headers();
     let header = h
-        .get("api-version")
-        .or_else(|| h.get("accept-version"))
+        .get(API_VERSION)
+        .or_else(|| h.get(ACCEPT_VERSION))
         .map(|v| v.to_str().unwrap_or("?"));
     let query = req
         .uri()
@@ -247,7 +250,7 @@ fn gone(v: &Resolved<'_>, l: &Lifecycle) -> ApiError {
 /// Echoes a client's request id when it is short and plain; otherwise mints one.
 fn request_id(headers: &HeaderMap) -> Arc<str> {
     headers
-        .get(REQUEST_ID)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
