@@ -5,6 +5,7 @@
 //! CLI types; those adapters live in `http` and `cli`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ pub struct App {
     pub flushes: Applied,
     /// Settings that SIGHUP may change on a running daemon.
     live: RwLock<Arc<CorsConfig>>,
+    /// Whether `live` allows any origin: read on every response without
+    /// touching the lock (most deployments have no CORS origins at all).
+    cors_on: AtomicBool,
     pub started: Instant,
 }
 
@@ -119,6 +123,7 @@ impl App {
         let flushes = Applied::start(&store)?;
         Ok(Arc::new(App {
             live: RwLock::new(Arc::new(config.cors.clone())),
+            cors_on: AtomicBool::new(!config.cors.allowed_origins.is_empty()),
             config,
             config_file: loaded.file,
             state_dir: state_dir.to_path_buf(),
@@ -166,8 +171,12 @@ impl App {
             .expect("models are loaded by `mlapi serve`")
     }
 
-    pub fn cors(&self) -> Arc<CorsConfig> {
-        Arc::clone(&self.live.read().expect("live config lock"))
+    /// `Some` when any origin is allowed.
+    pub fn cors(&self) -> Option<Arc<CorsConfig>> {
+        if !self.cors_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(Arc::clone(&self.live.read().expect("live config lock")))
     }
 
     /// Checks every dependency, concurrently, each within `PROBE_TIMEOUT`.
@@ -305,7 +314,10 @@ impl App {
                 tracing::error!(error = %failure, "model not reloaded; the previous version keeps serving");
             }
         }
-        *self.live.write().expect("live config lock") = Arc::new(fresh.cors);
+        let mut live = self.live.write().expect("live config lock");
+        self.cors_on
+            .store(!fresh.cors.allowed_origins.is_empty(), Ordering::Relaxed);
+        *live = Arc::new(fresh.cors);
         Ok(restart_needed)
     }
 }

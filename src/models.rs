@@ -407,8 +407,9 @@ struct Entry {
 /// The models a daemon serves, by name, and how inference is run.
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Entry>>,
-    /// Shared, so finding the default model on each request clones a pointer.
-    default: RwLock<Arc<str>>,
+    /// The default model itself (one of `entries`), so a request without a
+    /// model name takes one lock and clones one pointer.
+    default: RwLock<Arc<Model>>,
     permits: Arc<Semaphore>,
     timeout: Duration,
     pub max_batch: usize,
@@ -424,22 +425,22 @@ impl Registry {
     pub fn load(config: &Config) -> Result<Registry, LoadError> {
         let (models, default) = load_all(config)?;
         let inference = &config.inference;
+        let entries: BTreeMap<String, Entry> = models
+            .into_iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    Entry {
+                        model: Arc::new(m),
+                        reload_error: None,
+                    },
+                )
+            })
+            .collect();
+        let default = Arc::clone(&entries[&default].model);
         Ok(Registry {
-            entries: RwLock::new(
-                models
-                    .into_iter()
-                    .map(|m| {
-                        (
-                            m.name.clone(),
-                            Entry {
-                                model: Arc::new(m),
-                                reload_error: None,
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
-            default: RwLock::new(default.into()),
+            entries: RwLock::new(entries),
+            default: RwLock::new(default),
             permits: Arc::new(Semaphore::new(inference.max_concurrent as usize)),
             timeout: Duration::from_millis(inference.timeout_ms),
             max_batch: inference.max_batch as usize,
@@ -487,12 +488,13 @@ impl Registry {
         if !entries.is_empty() {
             // The default must always name a loaded model: the configured one
             // if it loaded, else the previous one if still present, else any.
-            let mut default = self.default.read().expect("registry lock").clone();
+            let mut default = self.default.read().expect("registry lock").name.clone();
             if let Some(wanted) = default_name(&configs).filter(|n| entries.contains_key(n)) {
-                default = wanted.into();
-            } else if !entries.contains_key(&*default) {
-                default = entries.keys().next().expect("not empty").as_str().into();
+                default = wanted;
+            } else if !entries.contains_key(&default) {
+                default = entries.keys().next().expect("not empty").clone();
             }
+            let default = Arc::clone(&entries[&default].model);
             let mut current = self.entries.write().expect("registry lock");
             *current = entries;
             *self.default.write().expect("registry lock") = default;
@@ -509,29 +511,28 @@ impl Registry {
     }
 
     pub fn default_model(&self) -> Arc<Model> {
-        let name = self.default.read().expect("registry lock").clone();
-        self.get(&name).expect("the default model is always loaded")
+        Arc::clone(&self.default.read().expect("registry lock"))
     }
 
     pub fn list(&self) -> Vec<ModelInfo> {
-        let default = self.default.read().expect("registry lock").clone();
+        let default = self.default.read().expect("registry lock").name.clone();
         self.entries
             .read()
             .expect("registry lock")
             .values()
             .map(|e| {
                 e.model
-                    .info(*e.model.name == *default, e.reload_error.clone())
+                    .info(e.model.name == default, e.reload_error.clone())
             })
             .collect()
     }
 
     pub fn info(&self, name: &str) -> Option<ModelInfo> {
-        let default = self.default.read().expect("registry lock").clone();
+        let default = self.default.read().expect("registry lock").name.clone();
         let entries = self.entries.read().expect("registry lock");
         entries
             .get(name)
-            .map(|e| e.model.info(name == &*default, e.reload_error.clone()))
+            .map(|e| e.model.info(name == default, e.reload_error.clone()))
     }
 
     /// Reload errors, for `/ready`.

@@ -52,7 +52,9 @@ pub async fn handle<S>(
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
-    let started = Instant::now();
+    // Clock reads only when the access log is on (`log.level = "info"`).
+    let started =
+        tracing::enabled!(target: "mlapi::access", tracing::Level::INFO).then(Instant::now);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let request_id = request_id(req.headers());
@@ -163,18 +165,18 @@ where
         _ => 0,
     };
 
-    let status = response.status().as_u16();
-    let elapsed_us = started.elapsed().as_micros() as u64;
-    tracing::info!(
-        target: "mlapi::access",
-        request_id = %request_id,
-        client = %client.map_or(peer.ip(), |ip| ip),
-        method = %method,
-        path = %path,
-        api_version,
-        status,
-        elapsed_us,
-    );
+    if let Some(started) = started {
+        tracing::info!(
+            target: "mlapi::access",
+            request_id = %request_id,
+            client = %client.map_or(peer.ip(), |ip| ip),
+            method = %method,
+            path = %path,
+            api_version,
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+        );
+    }
     Ok(response)
 }
 
@@ -338,7 +340,9 @@ fn allow_value(methods: &[&str]) -> HeaderValue {
 }
 
 fn origin_is_allowed(app: &App, origin: &HeaderValue) -> bool {
-    let cors = app.cors();
+    let Some(cors) = app.cors() else {
+        return false;
+    };
     origin
         .to_str()
         .is_ok_and(|o| cors.allowed_origins.iter().any(|allowed| allowed == o))
@@ -386,8 +390,7 @@ fn finish(
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let cors = app.cors();
-    if !cors.allowed_origins.is_empty() {
+    if app.cors().is_some() {
         h.append(header::VARY, HeaderValue::from_static("Origin"));
         if let Some(origin) = origin.filter(|o| origin_is_allowed(app, o)) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
