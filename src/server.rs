@@ -71,6 +71,10 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = warp::hyper::Server::from_tcp(listener)?
         .http1_only(true)
+        // One contiguous buffer per response instead of a vectored write of
+        // head and body: answers here are small, the copy is cheap, and the
+        // cached-prediction path served 4–6 % more requests/s (BENCHMARKS.md).
+        .http1_writev(false)
         .http1_max_buf_size(MAX_HEAD_BYTES)
         .http1_header_read_timeout(HEAD_TIMEOUT)
         .serve(make_service);
