@@ -7,6 +7,7 @@
 //! logged or shown again. Verification on the request path lives in `auth`
 //! and reads only memory (`auth::directory`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
@@ -553,33 +554,53 @@ pub async fn rotate(
     Ok(created)
 }
 
-/// A key id and a UTC day number.
-type UsageSlot = (Arc<str>, i64);
 /// Requests and the last use (unix seconds).
 type UsageCount = (i64, i64);
+/// Per key id: counts by UTC day number (almost always just today).
+type Counts = FastMap<Arc<str>, Vec<(i64, UsageCount)>>;
+/// Enough that each worker thread usually has a lock of its own.
+const USAGE_SHARDS: usize = 8;
 
 /// Usage counted in memory on the request path and written in batches.
-#[derive(Default)]
+/// Sharded by thread: workers counting requests on the same key do not
+/// contend for one lock (BENCHMARKS.md).
 pub struct Usage {
-    pending: Mutex<FastMap<UsageSlot, UsageCount>>,
+    shards: Box<[Mutex<Counts>]>,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            shards: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl Usage {
-    /// One request by `key_id`: a short lock, no I/O.
+    /// One request by `key_id`: a short, usually uncontended lock, no I/O.
     pub fn record(&self, key_id: &Arc<str>) {
         let now = store::now();
-        let mut pending = self.pending.lock().expect("usage lock");
-        let entry = pending
-            .entry((Arc::clone(key_id), now.div_euclid(86_400)))
-            .or_insert((0, now));
-        entry.0 += 1;
-        entry.1 = now;
+        let mut counts = self.shard().lock().expect("usage lock");
+        // Looked up by `&str` first: a known key clones no shared pointer.
+        if !counts.contains_key(&**key_id) {
+            counts.insert(Arc::clone(key_id), Vec::new());
+        }
+        let days = counts.get_mut(&**key_id).expect("inserted above");
+        add(days, now.div_euclid(86_400), (1, now));
+    }
+
+    fn shard(&self) -> &Mutex<Counts> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % USAGE_SHARDS;
+        }
+        &self.shards[SHARD.with(|s| *s)]
     }
 
     fn add_pending(&self, key: &mut KeyInfo) {
-        let pending = self.pending.lock().expect("usage lock");
-        for ((id, day), (count, last)) in pending.iter() {
-            if **id == *key.id {
+        for shard in self.shards.iter() {
+            let counts = shard.lock().expect("usage lock");
+            for (day, (count, last)) in counts.get(&*key.id).into_iter().flatten() {
                 key.request_count += count;
                 key.last_used_at = Some(key.last_used_at.map_or(*last, |l| l.max(*last)));
                 *key.requests_by_day.entry(day_string(*day)).or_default() += count;
@@ -587,10 +608,20 @@ impl Usage {
         }
     }
 
+    /// Everything counted so far, merged across shards, and the shards emptied.
+    fn take(&self) -> Counts {
+        let mut all = Counts::default();
+        for shard in self.shards.iter() {
+            let counts = std::mem::take(&mut *shard.lock().expect("usage lock"));
+            merge(&mut all, counts);
+        }
+        all
+    }
+
     /// Writes everything counted so far in one transaction. On failure the
     /// counts go back into memory for the next attempt: nothing is lost.
     pub fn flush(&self, store: &store::Store) -> std::result::Result<usize, StoreError> {
-        let batch = std::mem::take(&mut *self.pending.lock().expect("usage lock"));
+        let batch = self.take();
         if batch.is_empty() {
             return Ok(0);
         }
@@ -603,22 +634,41 @@ impl Usage {
                 "INSERT INTO api_key_usage (key_id, day, requests) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + excluded.requests",
             )?;
-            for ((id, day), (count, last)) in &batch {
-                if totals.execute(params![id, count, last])? == 1 {
-                    days.execute(params![id, day_string(*day), count])?;
+            let mut rows = 0;
+            for (id, by_day) in &batch {
+                for (day, (count, last)) in by_day {
+                    if totals.execute(params![id, count, last])? == 1 {
+                        days.execute(params![id, day_string(*day), count])?;
+                    }
+                    rows += 1;
                 }
             }
-            Ok(batch.len())
+            Ok(rows)
         });
         if written.is_err() {
-            let mut pending = self.pending.lock().expect("usage lock");
-            for (k, (count, last)) in batch {
-                let entry = pending.entry(k).or_insert((0, last));
-                entry.0 += count;
-                entry.1 = entry.1.max(last);
-            }
+            merge(&mut self.shards[0].lock().expect("usage lock"), batch);
         }
         written
+    }
+}
+
+/// Adds one day's count to a key's days.
+fn add(days: &mut Vec<(i64, UsageCount)>, day: i64, (count, last): UsageCount) {
+    match days.iter_mut().find(|(d, _)| *d == day) {
+        Some((_, c)) => {
+            c.0 += count;
+            c.1 = c.1.max(last);
+        }
+        None => days.push((day, (count, last))),
+    }
+}
+
+fn merge(into: &mut Counts, from: Counts) {
+    for (id, by_day) in from {
+        let days = into.entry(id).or_default();
+        for (day, count) in by_day {
+            add(days, day, count);
+        }
     }
 }
 
@@ -677,5 +727,34 @@ mod tests {
     fn days() {
         assert_eq!(day_string(0), "1970-01-01");
         assert_eq!(day_string(20_414), "2025-11-22");
+    }
+
+    #[test]
+    fn usage_counted_on_many_threads_adds_up() {
+        let usage = Usage::default();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("key-a"), Arc::from("key-b"));
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        usage.record(&a);
+                    }
+                    usage.record(&b);
+                });
+            }
+        });
+        let counts = usage.take();
+        let total = |id: &str| -> i64 { counts[id].iter().map(|(_, (n, _))| n).sum() };
+        assert_eq!(total("key-a"), 4000);
+        assert_eq!(total("key-b"), 4);
+        assert!(usage.take().is_empty(), "taking empties every shard");
+
+        // Put back after a failed write: merged per key and day.
+        let mut into = Counts::default();
+        into.insert(Arc::clone(&a), vec![(10, (2, 100))]);
+        let mut from = Counts::default();
+        from.insert(Arc::clone(&a), vec![(10, (3, 90)), (11, (1, 200))]);
+        merge(&mut into, from);
+        assert_eq!(into[&*a], vec![(10, (5, 100)), (11, (1, 200))]);
     }
 }

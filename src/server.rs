@@ -57,12 +57,16 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let make_service = {
         let app = Arc::clone(&app);
         make_service_fn(move |conn: &AddrStream| {
-            let peer = conn.remote_addr();
-            let app = Arc::clone(&app);
-            let svc = warp::service(routes.clone());
+            // One per connection, so a request clones a pointer only its own
+            // connection touches, not one every worker shares (BENCHMARKS.md).
+            let conn = Arc::new(http::middleware::Connection {
+                app: Arc::clone(&app),
+                routes: routes.clone(),
+                peer: conn.remote_addr(),
+            });
             async move {
                 Ok::<_, Infallible>(service_fn(move |req| {
-                    http::middleware::handle(Arc::clone(&app), svc.clone(), req, peer)
+                    http::middleware::handle(Arc::clone(&conn), req)
                 }))
             }
         })

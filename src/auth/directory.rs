@@ -6,6 +6,7 @@
 //! after its own writes and every 250 ms for writes by other processes (the
 //! CLI, other daemons on the same file).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::params;
@@ -35,6 +36,9 @@ struct Snapshot {
 pub struct Directory {
     snapshot: RwLock<Snapshot>,
     refreshing: Mutex<()>,
+    /// Whether any API version is deprecated: asked on every request, and
+    /// almost always `false`, so that answer takes no lock.
+    any_deprecated: AtomicBool,
 }
 
 impl Directory {
@@ -52,17 +56,19 @@ impl Directory {
         s.revoked_jtis.contains_key(jti) || s.revoked_sessions.contains_key(session)
     }
 
-    pub fn api_key(&self, digest: &[u8; 32]) -> Option<Arc<KeyEntry>> {
-        self.snapshot
-            .read()
-            .expect("directory lock")
-            .keys
-            .get(digest)
-            .cloned()
+    /// A usable API key and its owner, in one look at the snapshot.
+    pub fn api_key(&self, digest: &[u8; 32]) -> Option<(Arc<KeyEntry>, Arc<User>)> {
+        let s = self.snapshot.read().expect("directory lock");
+        let key = s.keys.get(digest)?;
+        let user = s.users.get(&key.user_id)?;
+        Some((Arc::clone(key), Arc::clone(user)))
     }
 
     /// The lifecycle of a deprecated API version; `None`: current.
     pub fn api_version(&self, version: u8) -> Option<Lifecycle> {
+        if !self.any_deprecated.load(Ordering::Acquire) {
+            return None;
+        }
         let s = self.snapshot.read().expect("directory lock");
         s.versions.iter().find(|l| l.version == version).cloned()
     }
@@ -146,6 +152,8 @@ impl Directory {
         }
         s.keys.retain(|_, k| k.expires_at.is_none_or(|e| e > now));
         s.versions = api_versions;
+        self.any_deprecated
+            .store(!s.versions.is_empty(), Ordering::Release);
         s.revoked_jtis.extend(jtis);
         s.revoked_sessions.extend(sessions);
         s.revoked_jtis.retain(|_, exp| *exp > now);

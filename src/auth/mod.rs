@@ -490,18 +490,13 @@ fn authenticate_key(app: &App, presented: &str) -> Result<Principal> {
     if !crate::keys::well_formed(presented) {
         return Err(refused());
     }
-    let key = app
+    let (key, user) = app
         .directory
         .api_key(&app.pepper.digest(presented))
         .ok_or_else(refused)?;
-    if key.expires_at.is_some_and(|e| e <= store::now()) {
+    if user.disabled || key.expires_at.is_some_and(|e| e <= store::now()) {
         return Err(refused());
     }
-    let user = app
-        .directory
-        .user(&key.user_id)
-        .filter(|u| !u.disabled)
-        .ok_or_else(refused)?;
     app.usage.record(&key.id);
     Ok(Principal {
         scopes: key.scopes.intersect(user.role.scopes()),

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use futures_util::future::Either;
 use futures_util::FutureExt;
+use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use warp::hyper::service::Service;
 use warp::hyper::{Body, Request};
@@ -42,16 +43,17 @@ pub struct RequestContext {
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-API-Key, X-Request-Id, API-Version, Accept-Version, Cache-Control";
 const EXPOSE_HEADERS: &str = "X-Request-Id, API-Version, Retry-After, RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Deprecation, Sunset, Link, X-Cache";
 
-/// Serves one request through `svc` (the warp routes) with everything above.
-pub async fn handle<S>(
-    app: Arc<App>,
-    mut svc: S,
-    mut req: Request<Body>,
-    peer: SocketAddr,
-) -> Result<Response, Infallible>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
+/// What every request on one connection shares.
+pub struct Connection {
+    pub app: Arc<App>,
+    /// The warp routes, for everything but the prediction routes.
+    pub routes: BoxedFilter<(Response,)>,
+    pub peer: SocketAddr,
+}
+
+/// Serves one request through the warp routes with everything above.
+pub async fn handle(conn: Arc<Connection>, mut req: Request<Body>) -> Result<Response, Infallible> {
+    let (app, peer) = (&conn.app, conn.peer);
     // Clock reads only when the access log is on (`log.level = "info"`).
     let started =
         tracing::enabled!(target: "mlapi::access", tracing::Level::INFO).then(Instant::now);
@@ -62,7 +64,7 @@ where
 
     let client = client_ip(&app.config.server, peer.ip(), req.headers());
     // The API version: resolved once, here, for every route (see `versioning`).
-    let version = resolve_version(&app, &path, &req);
+    let version = resolve_version(app, &path, &req);
     let route_path: &str = match &version {
         Ok(Some(v)) => &v.route_path,
         _ => path.as_str(),
@@ -90,7 +92,7 @@ where
                 // One spelling per resource: `/health/` is not `/health`.
                 ApiError::NotFound.into_response()
             } else if method == Method::OPTIONS {
-                options(&app, route_path, req.headers())
+                options(app, route_path, req.headers())
             } else {
                 // HEAD is GET without the body (RFC 9110 §9.3.2); hyper drops
                 // the body on the wire and keeps Content-Length.
@@ -109,14 +111,14 @@ where
                 // is copied whole each time the futures around it move.
                 let routed = match super::predict::prediction_route(route_path) {
                     Some(major) => {
-                        let (app, ctx) = (&app, &ctx);
+                        let ctx = &ctx;
                         Either::Left(Box::pin(async move {
                             Ok(super::predict::serve(app, ctx, req, major).await)
                         }))
                     }
                     None => {
                         req.extensions_mut().insert(ctx.clone());
-                        Either::Right(Box::pin(svc.call(req)))
+                        Either::Right(Box::pin(warp::service(conn.routes.clone()).call(req)))
                     }
                 };
                 match AssertUnwindSafe(routed).catch_unwind().await {
@@ -136,13 +138,7 @@ where
     if let Some(decision) = limits.get() {
         super::limits::add_headers(response.headers_mut(), decision);
     }
-    finish(
-        &app,
-        route_path,
-        &request_id,
-        origin.as_ref(),
-        &mut response,
-    );
+    finish(app, route_path, &request_id, origin.as_ref(), &mut response);
     let api_version = match &version {
         Ok(Some(v)) => {
             let h = response.headers_mut();
