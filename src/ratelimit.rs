@@ -414,10 +414,11 @@ fn unix_us() -> u64 {
 /// each window's emission interval and tolerance in µs. Returns the arrival
 /// times it read, then the server time, as integers (exact: µs since 1970
 /// stay below 2^53); Rust's `decide` repeats the arithmetic to build headers.
-/// Buckets are updated only when every window allows. Written for
-/// redis-server's CPU, which the daemons share: no formatting but the one
-/// exact integer each `SET` needs, and Lua's own string-to-number coercion
-/// (9.6 → 8.1 µs per call, BENCHMARKS.md).
+/// Buckets are updated only when every window allows; a stored value that
+/// is not a number (never written by mlapi) counts as an empty bucket.
+/// Written for redis-server's CPU, which the daemons share: no formatting
+/// but the one exact integer each `SET` needs, and Lua's own
+/// string-to-number coercion (9.6 → 8.1 µs per call, BENCHMARKS.md).
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]

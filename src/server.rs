@@ -57,8 +57,9 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let make_service = {
         let app = Arc::clone(&app);
         make_service_fn(move |conn: &AddrStream| {
-            // One per connection, so a request clones a pointer only its own
-            // connection touches, not one every worker shares (BENCHMARKS.md).
+            // One per connection, so a prediction request clones a pointer
+            // only its own connection touches, not one every worker shares
+            // (BENCHMARKS.md); other routes go through warp's filter tree.
             let conn = Arc::new(http::middleware::Connection {
                 app: Arc::clone(&app),
                 routes: routes.clone(),
