@@ -5,8 +5,9 @@
 //!
 //! Two stores hold the buckets: in process (sharded maps, exact under
 //! concurrency because a subject's windows are updated under one lock) and
-//! Redis (one Lua script per request, so it is exact across daemons). Both
-//! run the same arithmetic, `decide`. Without Redis, or while it is down and
+//! Redis (one atomic Lua script, so it is exact across daemons; concurrent
+//! requests share a call, see `coalesce`). Both run the same arithmetic,
+//! `decide`. Without Redis, or while it is down and
 //! `ratelimit.on_redis_error = "local"`, the in-process store decides.
 //!
 //! This module decides; it knows nothing of HTTP headers (see
@@ -14,11 +15,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, EndpointLimits, OnRedisError, TierConfig};
 use crate::remote::{Remote, RemoteError};
+use coalesce::{Check, Coalescer};
+
+mod coalesce;
 use crate::FastMap;
 
 const SHARDS: usize = 16;
@@ -410,37 +414,48 @@ fn unix_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Checks every window (KEYS) atomically with the server's clock. ARGV holds
-/// each window's emission interval and tolerance in µs. Returns the arrival
-/// times it read, then the server time, as integers (exact: µs since 1970
-/// stay below 2^53); Rust's `decide` repeats the arithmetic to build headers.
-/// Buckets are updated only when every window allows; a stored value that
-/// is not a number (never written by mlapi) counts as an empty bucket.
-/// Written for redis-server's CPU, which the daemons share: no formatting
-/// but the one exact integer each `SET` needs, and Lua's own
-/// string-to-number coercion (9.6 → 8.1 µs per call, BENCHMARKS.md).
+/// Checks a batch of requests (see `coalesce`) atomically with the server's
+/// clock, in order, each against all of its windows. ARGV holds, per
+/// request, its window count and then each window's emission interval and
+/// tolerance in µs; KEYS, every request's windows in the same order. Returns
+/// the arrival times each request read (a later request in the batch reads
+/// what an earlier one wrote), then the server time, as integers (exact: µs
+/// since 1970 stay below 2^53); Rust's `decide` repeats the arithmetic to
+/// build headers. A request's buckets are updated only when all its windows
+/// allow; a stored value that is not a number (never written by mlapi)
+/// counts as an empty bucket. Written for redis-server's CPU, which the
+/// daemons share: no formatting but the one exact integer each `SET` needs,
+/// and Lua's own string-to-number coercion (BENCHMARKS.md).
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local n = #KEYS
-local tats = {}
-local allowed = true
-for i = 1, n do
-  local tat = tonumber(redis.call('GET', KEYS[i])) or 0
-  tats[i] = tat
-  if tat < now then tat = now end
-  if tat + ARGV[2 * i - 1] - now > tonumber(ARGV[2 * i]) then allowed = false end
-end
-if allowed then
+local out = {}
+local o = 0
+local k = 0
+local a = 1
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  local allowed = true
   for i = 1, n do
-    local tat = tats[i]
+    local tat = tonumber(redis.call('GET', KEYS[k + i])) or 0
+    out[o + i] = tat
     if tat < now then tat = now end
-    local new_tat = tat + ARGV[2 * i - 1]
-    redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+    if tat + ARGV[a + 2 * i - 1] - now > tonumber(ARGV[a + 2 * i]) then allowed = false end
   end
+  if allowed then
+    for i = 1, n do
+      local tat = out[o + i]
+      if tat < now then tat = now end
+      local new_tat = tat + ARGV[a + 2 * i - 1]
+      redis.call('SET', KEYS[k + i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+    end
+  end
+  o = o + n
+  k = k + n
+  a = a + 2 * n + 1
 end
-tats[n + 1] = now
-return tats
+out[o + 1] = now
+return out
 "#;
 
 /// Decides rate limits for the daemon; see the module doc.
@@ -448,7 +463,8 @@ pub struct Limiter {
     local: Local,
     remote: Option<Arc<Remote>>,
     on_error: OnRedisError,
-    script: redis::Script,
+    /// Started on the first Redis check, on the runtime that makes it.
+    coalescer: OnceLock<Coalescer>,
     pub policies: Policies,
 }
 
@@ -463,7 +479,7 @@ impl Limiter {
             local: Local::new(),
             remote,
             on_error: config.ratelimit.on_redis_error,
-            script: redis::Script::new(GCRA_LUA),
+            coalescer: OnceLock::new(),
             policies: Policies::from_config(config),
         }
     }
@@ -495,24 +511,29 @@ impl Limiter {
     /// The subject in braces is a Redis Cluster hash tag: all of a
     /// subject's windows land in one slot, as one script needs.
     fn redis_key(remote: &Remote, subject: &str, w: &Window) -> String {
-        remote.key(&format!("rl:{{{subject}}}:{}", w.name))
+        format!("{}rl:{{{subject}}}:{}", remote.prefix(), w.name)
     }
 
     async fn check_remote(
         &self,
-        remote: &Remote,
+        remote: &Arc<Remote>,
         subject: &str,
         windows: &[Window],
     ) -> Result<Decision, RemoteError> {
-        let mut invocation = self.script.prepare_invoke();
-        for w in windows {
-            invocation
-                .key(Self::redis_key(remote, subject, w))
-                .arg(w.interval_us())
-                .arg(w.tolerance_us());
-        }
-        let reply: Vec<u64> = remote
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+        let check = Check {
+            keys: windows
+                .iter()
+                .map(|w| Self::redis_key(remote, subject, w))
+                .collect(),
+            args: windows
+                .iter()
+                .flat_map(|w| [w.interval_us(), w.tolerance_us()])
+                .collect(),
+        };
+        let reply = self
+            .coalescer
+            .get_or_init(|| Coalescer::start(Arc::clone(remote), redis::Script::new(GCRA_LUA)))
+            .run(check)
             .await?;
         let (now, tats) = reply
             .split_last()

@@ -40,7 +40,7 @@ struct Link {
 }
 
 /// Why a Redis call was not answered.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RemoteError {
     #[error("Redis is unreachable")]
     Down,

@@ -500,3 +500,57 @@ fn a_stalled_redis_costs_at_most_the_command_timeout() {
     // Redis still holds one request of five: passing again proves it decides.
     eventually(Duration::from_secs(10), || models(&d, &t).status == 200);
 }
+
+/// Concurrent checks share script calls (one atomic call decides a batch
+/// in arrival order) and stay exact, per user, inside one call: while a
+/// `CLIENT PAUSE` holds the first call, the rest queue up and go together.
+#[test]
+fn concurrent_checks_share_a_script_call_and_stay_exact() {
+    let redis = Redis::start();
+    let d = Setup::new(&config(
+        "default_tier = \"ten\"",
+        &format!(
+            "[redis]\nurl = \"{}\"\ntimeout_ms = 3000\n\n[tiers.ten]\nper_hour = 10\n",
+            redis.url()
+        ),
+    ))
+    .start();
+    let (a, b) = (token(&d, "ada"), token(&d, "bob"));
+    assert_eq!(models(&d, &b).status, 200, "warm: the script is loaded");
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+
+    redis.cli(&["CLIENT", "PAUSE", "500", "ALL"]);
+    // 20 requests by ada, who has 10 left, and 20 by bob, who has 9, all at
+    // once (one thread each); bob's statuses are told apart by adding 1000.
+    let barrier = std::sync::Barrier::new(40);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..40)
+            .map(|i| {
+                let (d, barrier, token) = (&d, &barrier, if i % 2 == 0 { &a } else { &b });
+                s.spawn(move || {
+                    barrier.wait();
+                    models(d, token).status + if i % 2 == 0 { 0 } else { 1000 }
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(count(&statuses, 200), 10, "ada: {statuses:?}");
+    assert_eq!(count(&statuses, 429), 10, "ada: {statuses:?}");
+    assert_eq!(count(&statuses, 1200), 9, "bob: {statuses:?}");
+    assert_eq!(count(&statuses, 1429), 11, "bob: {statuses:?}");
+
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no EVALSHA in {stats}"));
+    // The first call, held by the pause, then the rest together (a late
+    // thread may make one more).
+    assert!(
+        (1..=4).contains(&calls),
+        "40 checks in {calls} script calls"
+    );
+}

@@ -1,0 +1,200 @@
+//! Coalesces concurrent Redis rate-limit checks into one script call.
+//!
+//! Every request still gets its own exact decision: the script walks the
+//! batch in arrival order, and each check reads the buckets the previous one
+//! wrote, all at one server instant, in one atomic call. What the batch saves
+//! is redis-server's fixed cost per call (reading the command, finding the
+//! script, entering Lua, the reply and its syscalls), which outweighs the
+//! bucket arithmetic itself. Redis runs on one thread that every daemon
+//! shares, so that cost is the first ceiling of a deployment.
+//!
+//! At most one call is in flight per daemon. A check that finds none sends
+//! its own call at once, as if there were no batching, so an idle daemon
+//! adds nothing to a check's latency. Checks that arrive while a call is in
+//! flight queue up for one task, which sends them together as soon as the
+//! call in flight returns: a busy daemon batches as much as Redis's round
+//! trip lets accumulate (BENCHMARKS.md). A queued check waits at most about
+//! two `redis.timeout_ms` (the call in flight, then its own), and less once
+//! the breaker opens.
+//!
+//! It owns no policy: callers build the keys and arguments, and decide what
+//! a failure means.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::remote::{Remote, RemoteError};
+
+/// Most checks in one call: bounds how long one script holds redis-server.
+const MAX_BATCH: usize = 64;
+
+/// One request's check: its buckets' keys and, per key, the emission
+/// interval and tolerance in µs.
+pub(super) struct Check {
+    pub keys: Vec<String>,
+    pub args: Vec<u64>,
+}
+
+/// For one check: the arrival times it read, then the server time.
+type Reply = Result<Vec<u64>, RemoteError>;
+
+struct Job {
+    check: Check,
+    reply: oneshot::Sender<Reply>,
+}
+
+struct Shared {
+    remote: Arc<Remote>,
+    script: redis::Script,
+    /// One permit: the turn to call. Fair, so a check arriving just as a
+    /// call returns cannot jump ahead of the queue waiting for the turn.
+    in_flight: Semaphore,
+}
+
+/// Where checks go; the queue's task ends when it is dropped.
+pub(super) struct Coalescer {
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Coalescer {
+    /// Starts the queue's task on the current tokio runtime.
+    pub(super) fn start(remote: Arc<Remote>, script: redis::Script) -> Self {
+        let shared = Arc::new(Shared {
+            remote,
+            script,
+            in_flight: Semaphore::new(1),
+        });
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_queued(Arc::clone(&shared), rx));
+        Coalescer { shared, queue }
+    }
+
+    /// Decides `check` in Redis: in a call of its own if nothing is in
+    /// flight or queued, else in the queue's next call.
+    pub(super) async fn run(&self, check: Check) -> Reply {
+        if let Ok(_turn) = self.shared.in_flight.try_acquire() {
+            return call_one(&self.shared, &check).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.queue.send(Job { check, reply }) {
+            // A dropped reply means the task died with its runtime.
+            Ok(()) => answer.await.unwrap_or(Err(RemoteError::Down)),
+            // The task is gone (its runtime shut down): wait for the turn.
+            Err(mpsc::error::SendError(job)) => {
+                let _turn = self.shared.in_flight.acquire().await;
+                call_one(&self.shared, &job.check).await
+            }
+        }
+    }
+}
+
+async fn call_one(shared: &Shared, check: &Check) -> Reply {
+    let mut replies = call(shared, std::iter::once(check)).await?;
+    Ok(replies.pop().expect("one reply per check"))
+}
+
+/// The queue's task: waits for the call in flight, then sends everything
+/// queued meanwhile (up to `MAX_BATCH`) as one call, and keeps the turn
+/// while checks keep queuing, so a busy daemon's calls are all batches.
+async fn send_queued(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Ok(_turn) = shared.in_flight.acquire().await else {
+            return;
+        };
+        loop {
+            // What arrived while waiting for the turn goes too.
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            match call(&shared, batch.iter().map(|job| &job.check)).await {
+                Ok(replies) => {
+                    for (job, reply) in batch.drain(..).zip(replies) {
+                        let _ = job.reply.send(Ok(reply));
+                    }
+                }
+                Err(e) => {
+                    for job in batch.drain(..) {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            if rx.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// One script call for the checks: KEYS are every check's keys in order;
+/// ARGV is, per check, its key count and then its argument pairs.
+async fn call<'a>(
+    shared: &Shared,
+    checks: impl ExactSizeIterator<Item = &'a Check> + Clone,
+) -> Result<Vec<Vec<u64>>, RemoteError> {
+    let mut invocation = shared.script.prepare_invoke();
+    for check in checks.clone() {
+        invocation.arg(check.keys.len());
+        for key in &check.keys {
+            invocation.key(key.as_str());
+        }
+        for arg in &check.args {
+            invocation.arg(*arg);
+        }
+    }
+    let reply: Vec<u64> = shared
+        .remote
+        .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+        .await?;
+    split(checks.map(|check| check.keys.len()), &reply)
+        .ok_or_else(|| RemoteError::Command("unexpected script reply".into()))
+}
+
+/// Cuts the flat reply (every check's arrival times, then the server time)
+/// into one `[times…, server time]` per check; `None` if the lengths differ.
+fn split(
+    lens: impl ExactSizeIterator<Item = usize> + Clone,
+    reply: &[u64],
+) -> Option<Vec<Vec<u64>>> {
+    let (now, mut rest) = reply.split_last()?;
+    if rest.len() != lens.clone().sum::<usize>() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(lens.len());
+    for n in lens {
+        let (mine, after) = rest.split_at(n);
+        let mut v = Vec::with_capacity(n + 1);
+        v.extend_from_slice(mine);
+        v.push(*now);
+        out.push(v);
+        rest = after;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn a_flat_reply_is_cut_per_check_with_the_server_time() {
+        let reply = [10, 11, 20, 30, 31, 32, 99];
+        let out = split([2, 1, 3].into_iter(), &reply).unwrap();
+        assert_eq!(
+            out,
+            vec![vec![10, 11, 99], vec![20, 99], vec![30, 31, 32, 99]]
+        );
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_length_is_refused() {
+        assert_eq!(split([2, 1].into_iter(), &[10, 11, 99]), None);
+        assert_eq!(split([1].into_iter(), &[10, 11, 99]), None);
+        assert_eq!(split([1].into_iter(), &[]), None);
+    }
+}
