@@ -422,8 +422,9 @@ fn unix_us() -> u64 {
 /// what an earlier one wrote), then the server time, as integers (exact: µs
 /// since 1970 stay below 2^53); Rust's `decide` repeats the arithmetic to
 /// build headers. A request's buckets are updated only when all its windows
-/// allow; a stored value that is not a number (never written by mlapi)
-/// counts as an empty bucket. Written for redis-server's CPU, which the
+/// allow; a stored value that is not a number, or not a string at all
+/// (never written by mlapi; `pcall`, so one such key cannot fail the
+/// batch), counts as an empty bucket and is overwritten. Written for redis-server's CPU, which the
 /// daemons share: no formatting but the one exact integer each `SET` needs,
 /// and Lua's own string-to-number coercion (BENCHMARKS.md).
 const GCRA_LUA: &str = r#"
@@ -437,7 +438,7 @@ while a <= #ARGV do
   local n = tonumber(ARGV[a])
   local allowed = true
   for i = 1, n do
-    local tat = tonumber(redis.call('GET', KEYS[k + i])) or 0
+    local tat = tonumber(redis.pcall('GET', KEYS[k + i])) or 0
     out[o + i] = tat
     if tat < now then tat = now end
     if tat + ARGV[a + 2 * i - 1] - now > tonumber(ARGV[a + 2 * i]) then allowed = false end
@@ -508,8 +509,9 @@ impl Limiter {
         }
     }
 
-    /// The subject in braces is a Redis Cluster hash tag: all of a
-    /// subject's windows land in one slot, as one script needs.
+    /// The subject in braces is a Redis Cluster hash tag, kept so a
+    /// subject's windows share a slot; a batched call spans subjects, so
+    /// Cluster itself is not supported (README).
     fn redis_key(remote: &Remote, subject: &str, w: &Window) -> String {
         format!("{}rl:{{{subject}}}:{}", remote.prefix(), w.name)
     }

@@ -147,9 +147,13 @@ impl Remote {
     /// daemon's first before it reports ready.
     pub async fn connect_now(&self) -> Result<(), RemoteError> {
         let attempt = async {
+            // No response timeout on the connection: every command gets its
+            // own deadline from `run`/`run_with_timeout` (and the PING below
+            // from `CONNECT_TIMEOUT`); a connection-wide one would silently
+            // cap them all.
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(CONNECT_TIMEOUT));
+                .set_response_timeout(None);
             let mut conn = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config)

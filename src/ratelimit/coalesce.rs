@@ -8,20 +8,24 @@
 //! bucket arithmetic itself. Redis runs on one thread that every daemon
 //! shares, so that cost is the first ceiling of a deployment.
 //!
-//! At most one call is in flight per daemon. A check that finds none sends
-//! its own call at once, as if there were no batching, so an idle daemon
-//! adds nothing to a check's latency. Checks that arrive while a call is in
-//! flight queue up for one task, which sends them together as soon as the
-//! call in flight returns: a busy daemon batches as much as Redis's round
-//! trip lets accumulate (BENCHMARKS.md). A queued check waits at most about
-//! two `redis.timeout_ms` (the call in flight, then its own), and less once
-//! the breaker opens.
+//! One daemon takes one turn at a time. A check that finds no turn taken
+//! and nothing queued sends its own call at once, as if there were no
+//! batching, so an idle daemon adds nothing to a check's latency. Checks
+//! that arrive during a turn queue up for one task, which sends everything
+//! queued as its next turn (several calls of at most `MAX_BATCH` checks,
+//! pipelined on the one connection, in queue order), and keeps the turn
+//! while checks keep queuing: a busy daemon batches as much as Redis's round
+//! trip lets accumulate (BENCHMARKS.md). A queued check waits for the turn
+//! in progress and then its own, each bounded by `redis.timeout_ms`, and less
+//! once the breaker opens.
 //!
 //! It owns no policy: callers build the keys and arguments, and decide what
 //! a failure means.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::remote::{Remote, RemoteError};
@@ -47,9 +51,11 @@ struct Job {
 struct Shared {
     remote: Arc<Remote>,
     script: redis::Script,
-    /// One permit: the turn to call. Fair, so a check arriving just as a
-    /// call returns cannot jump ahead of the queue waiting for the turn.
-    in_flight: Semaphore,
+    /// One permit: the turn to call Redis. Fair once the task waits for it.
+    turn: Semaphore,
+    /// Checks sent to the task and not yet taken into a turn: while any
+    /// wait, a new check queues behind them instead of calling first.
+    queued: AtomicUsize,
 }
 
 /// Where checks go; the queue's task ends when it is dropped.
@@ -64,26 +70,31 @@ impl Coalescer {
         let shared = Arc::new(Shared {
             remote,
             script,
-            in_flight: Semaphore::new(1),
+            turn: Semaphore::new(1),
+            queued: AtomicUsize::new(0),
         });
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(send_queued(Arc::clone(&shared), rx));
         Coalescer { shared, queue }
     }
 
-    /// Decides `check` in Redis: in a call of its own if nothing is in
-    /// flight or queued, else in the queue's next call.
+    /// Decides `check` in Redis: in a call of its own if no turn is taken
+    /// and nothing is queued, else in the queue's next turn.
     pub(super) async fn run(&self, check: Check) -> Reply {
-        if let Ok(_turn) = self.shared.in_flight.try_acquire() {
-            return call_one(&self.shared, &check).await;
+        if self.shared.queued.load(Ordering::Acquire) == 0 {
+            if let Ok(_turn) = self.shared.turn.try_acquire() {
+                return call_one(&self.shared, &check).await;
+            }
         }
         let (reply, answer) = oneshot::channel();
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         match self.queue.send(Job { check, reply }) {
             // A dropped reply means the task died with its runtime.
             Ok(()) => answer.await.unwrap_or(Err(RemoteError::Down)),
             // The task is gone (its runtime shut down): wait for the turn.
             Err(mpsc::error::SendError(job)) => {
-                let _turn = self.shared.in_flight.acquire().await;
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                let _turn = self.shared.turn.acquire().await;
                 call_one(&self.shared, &job.check).await
             }
         }
@@ -95,35 +106,42 @@ async fn call_one(shared: &Shared, check: &Check) -> Reply {
     Ok(replies.pop().expect("one reply per check"))
 }
 
-/// The queue's task: waits for the call in flight, then sends everything
-/// queued meanwhile (up to `MAX_BATCH`) as one call, and keeps the turn
-/// while checks keep queuing, so a busy daemon's calls are all batches.
+/// The queue's task: waits for the turn, then sends everything queued,
+/// and keeps the turn while more keeps arriving.
 async fn send_queued(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Ok(_turn) = shared.in_flight.acquire().await else {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, usize::MAX).await > 0 {
+        let Ok(_turn) = shared.turn.acquire().await else {
             return;
         };
         loop {
             // What arrived while waiting for the turn goes too.
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            while let Ok(job) = rx.try_recv() {
+                batch.push(job);
             }
-            match call(&shared, batch.iter().map(|job| &job.check)).await {
-                Ok(replies) => {
-                    for (job, reply) in batch.drain(..).zip(replies) {
-                        let _ = job.reply.send(Ok(reply));
+            shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            // Sent in order on one connection, so Redis runs them in order.
+            let calls = batch
+                .chunks(MAX_BATCH)
+                .map(|chunk| call(&shared, chunk.iter().map(|job| &job.check)));
+            let results = join_all(calls).await;
+            let mut jobs = batch.drain(..);
+            for result in results {
+                let chunk = jobs.by_ref().take(MAX_BATCH);
+                match result {
+                    Ok(replies) => {
+                        for (job, reply) in chunk.zip(replies) {
+                            let _ = job.reply.send(Ok(reply));
+                        }
+                    }
+                    Err(e) => {
+                        for job in chunk {
+                            let _ = job.reply.send(Err(e.clone()));
+                        }
                     }
                 }
-                Err(e) => {
-                    for job in batch.drain(..) {
-                        let _ = job.reply.send(Err(e.clone()));
-                    }
-                }
             }
+            drop(jobs);
             if rx.is_empty() {
                 break;
             }

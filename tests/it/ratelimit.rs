@@ -510,7 +510,7 @@ fn concurrent_checks_share_a_script_call_and_stay_exact() {
     let d = Setup::new(&config(
         "default_tier = \"ten\"",
         &format!(
-            "[redis]\nurl = \"{}\"\ntimeout_ms = 3000\n\n[tiers.ten]\nper_hour = 10\n",
+            "[redis]\nurl = \"{}\"\ntimeout_ms = 5000\n\n[tiers.ten]\nper_hour = 10\n",
             redis.url()
         ),
     ))
@@ -519,7 +519,9 @@ fn concurrent_checks_share_a_script_call_and_stay_exact() {
     assert_eq!(models(&d, &b).status, 200, "warm: the script is loaded");
     redis.cli(&["CONFIG", "RESETSTAT"]);
 
-    redis.cli(&["CLIENT", "PAUSE", "500", "ALL"]);
+    // Long enough for all 40 requests to reach the limiter on a busy machine,
+    // short of the 5 s command deadline.
+    redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]);
     // 20 requests by ada, who has 10 left, and 20 by bob, who has 9, all at
     // once (one thread each); bob's statuses are told apart by adding 1000.
     let barrier = std::sync::Barrier::new(40);
@@ -547,10 +549,37 @@ fn concurrent_checks_share_a_script_call_and_stay_exact() {
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no EVALSHA in {stats}"));
-    // The first call, held by the pause, then the rest together (a late
-    // thread may make one more).
+    // The first call, held by the pause, then the rest together (a thread
+    // that reaches the limiter only after the pause may make one more).
     assert!(
         (1..=4).contains(&calls),
         "40 checks in {calls} script calls"
     );
+}
+
+/// A bucket key holding another type (never written by mlapi) counts as an
+/// empty bucket and is overwritten; it cannot fail the call it shares.
+#[test]
+fn a_bucket_of_the_wrong_type_counts_as_empty() {
+    let redis = Redis::start();
+    let d = Setup::new(&config(
+        "default_tier = \"ten\"",
+        &format!(
+            "[redis]\nurl = \"{}\"\n\n[tiers.ten]\nper_hour = 10\n",
+            redis.url()
+        ),
+    ))
+    .start();
+    let t = token(&d, "cyrus");
+    assert_eq!(num(&models(&d, &t), "x-ratelimit-remaining"), 9);
+    assert_eq!(num(&models(&d, &t), "x-ratelimit-remaining"), 8);
+    let key = redis.cli(&["--scan", "--pattern", "mlapi:rl:{u:*"]);
+    let key = key.trim();
+    redis.cli(&["DEL", key]);
+    redis.cli(&["RPUSH", key, "junk"]);
+
+    let r = models(&d, &t);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(num(&r, "x-ratelimit-remaining"), 9, "a fresh bucket");
+    assert_eq!(redis.cli(&["TYPE", key]).trim(), "string");
 }
