@@ -35,8 +35,7 @@ use crate::remote::{Remote, RemoteError};
 /// Keys per SCAN page and per UNLINK when flushing or counting Redis.
 const SCAN_BATCH: usize = 500;
 /// Deadline for one SCAN or UNLINK batch: the request deadline (~50 ms) is
-/// tuned for predictions, not for walking a large keyspace. The connection's
-/// own response timeout (1 s, see `Remote::connect_now`) caps it anyway.
+/// tuned for predictions, not for walking a large keyspace.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Starts every hashed key, so a future change of the encoding can bump it
 /// rather than risk colliding with entries written by an older daemon.

@@ -424,7 +424,7 @@ fn unix_us() -> u64 {
 /// build headers. A request's buckets are updated only when all its windows
 /// allow; a stored value that is not a number, or not a string at all
 /// (never written by mlapi; `pcall`, so one such key cannot fail the
-/// batch), counts as an empty bucket and is overwritten. Written for redis-server's CPU, which the
+/// batch), counts as an empty bucket, overwritten when the request passes. Written for redis-server's CPU, which the
 /// daemons share: no formatting but the one exact integer each `SET` needs,
 /// and Lua's own string-to-number coercion (BENCHMARKS.md).
 const GCRA_LUA: &str = r#"

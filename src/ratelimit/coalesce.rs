@@ -1,9 +1,9 @@
-//! Coalesces concurrent Redis rate-limit checks into one script call.
+//! Coalesces concurrent Redis rate-limit checks into shared script calls.
 //!
-//! Every request still gets its own exact decision: the script walks the
-//! batch in arrival order, and each check reads the buckets the previous one
-//! wrote, all at one server instant, in one atomic call. What the batch saves
-//! is redis-server's fixed cost per call (reading the command, finding the
+//! Every request still gets its own exact decision: one atomic call decides
+//! up to `MAX_BATCH` checks in order at one server instant, each check
+//! reading the buckets the one before it wrote. What the batch saves is
+//! redis-server's fixed cost per call (reading the command, finding the
 //! script, entering Lua, the reply and its syscalls), which outweighs the
 //! bucket arithmetic itself. Redis runs on one thread that every daemon
 //! shares, so that cost is the first ceiling of a deployment.
@@ -12,12 +12,14 @@
 //! and nothing queued sends its own call at once, as if there were no
 //! batching, so an idle daemon adds nothing to a check's latency. Checks
 //! that arrive during a turn queue up for one task, which sends everything
-//! queued as its next turn (several calls of at most `MAX_BATCH` checks,
-//! pipelined on the one connection, in queue order), and keeps the turn
-//! while checks keep queuing: a busy daemon batches as much as Redis's round
-//! trip lets accumulate (BENCHMARKS.md). A queued check waits for the turn
-//! in progress and then its own, each bounded by `redis.timeout_ms`, and less
-//! once the breaker opens.
+//! queued as its next turn (calls of at most `MAX_BATCH` checks, pipelined
+//! on the one connection in queue order; only a script reload, after a
+//! Redis restart or `SCRIPT FLUSH`, can make a chunk run after a later one,
+//! which changes who of one subject gets the 429, never how many), and
+//! keeps the turn while checks keep queuing: a busy daemon batches as much
+//! as Redis's round trip lets accumulate (BENCHMARKS.md). A queued check
+//! waits for the turn in progress and then its own, each bounded by
+//! `redis.timeout_ms`, and less once the breaker opens.
 //!
 //! It owns no policy: callers build the keys and arguments, and decide what
 //! a failure means.
@@ -120,7 +122,8 @@ async fn send_queued(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) 
                 batch.push(job);
             }
             shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
-            // Sent in order on one connection, so Redis runs them in order.
+            // Sent in order on one connection, so Redis runs them in order
+            // (unless one must reload the script first; see the module doc).
             let calls = batch
                 .chunks(MAX_BATCH)
                 .map(|chunk| call(&shared, chunk.iter().map(|job| &job.check)));
