@@ -20,6 +20,18 @@ fn config(auth_extra: &str, extra: &str) -> String {
     )
 }
 
+/// `config` for users on one tier of `per_hour` requests, limited in
+/// `redis`; `redis_extra` adds lines to the `[redis]` section.
+fn redis_config(redis: &Redis, tier: &str, per_hour: u32, redis_extra: &str) -> String {
+    config(
+        &format!("default_tier = \"{tier}\""),
+        &format!(
+            "[redis]\nurl = \"{}\"\n{redis_extra}\n\n[tiers.{tier}]\nper_hour = {per_hour}\n",
+            redis.url()
+        ),
+    )
+}
+
 fn token(d: &Daemon, name: &str) -> String {
     user_with_tokens(d, name).0
 }
@@ -235,13 +247,7 @@ fn exactly_the_limit_passes_under_concurrency_with_redis() {
 #[test]
 fn daemons_sharing_redis_share_the_limit() {
     let redis = Redis::start();
-    let setup = Setup::new(&config(
-        "default_tier = \"fifty\"",
-        &format!(
-            "[redis]\nurl = \"{}\"\n\n[tiers.fifty]\nper_hour = 50\n",
-            redis.url()
-        ),
-    ));
+    let setup = Setup::new(&redis_config(&redis, "fifty", 50, ""));
     let daemons = [setup.start(), setup.start(), setup.start()];
     let t = token(&daemons[0], "shared");
     // Every daemon sees a new account within a second (its directory poll).
@@ -467,14 +473,7 @@ fn redis_outages_follow_the_configured_policy() {
 #[test]
 fn a_stalled_redis_costs_at_most_the_command_timeout() {
     let redis = Redis::start();
-    let d = Setup::new(&config(
-        "default_tier = \"five\"",
-        &format!(
-            "[redis]\nurl = \"{}\"\ntimeout_ms = 50\n\n[tiers.five]\nper_hour = 5\n",
-            redis.url()
-        ),
-    ))
-    .start();
+    let d = Setup::new(&redis_config(&redis, "five", 5, "timeout_ms = 50")).start();
     let t = token(&d, "frank");
     assert_eq!(
         num(&models(&d, &t), "x-ratelimit-remaining"),
@@ -508,14 +507,7 @@ fn a_stalled_redis_costs_at_most_the_command_timeout() {
 #[test]
 fn concurrent_checks_share_a_script_call_and_stay_exact() {
     let redis = Redis::start();
-    let d = Setup::new(&config(
-        "default_tier = \"ten\"",
-        &format!(
-            "[redis]\nurl = \"{}\"\ntimeout_ms = 5000\n\n[tiers.ten]\nper_hour = 10\n",
-            redis.url()
-        ),
-    ))
-    .start();
+    let d = Setup::new(&redis_config(&redis, "ten", 10, "timeout_ms = 5000")).start();
     let (a, b) = (token(&d, "ada"), token(&d, "bob"));
     assert_eq!(models(&d, &b).status, 200, "warm: the script is loaded");
     redis.cli(&["CONFIG", "RESETSTAT"]);
@@ -565,14 +557,7 @@ fn concurrent_checks_share_a_script_call_and_stay_exact() {
 #[test]
 fn a_bucket_of_the_wrong_type_counts_as_empty() {
     let redis = Redis::start();
-    let d = Setup::new(&config(
-        "default_tier = \"ten\"",
-        &format!(
-            "[redis]\nurl = \"{}\"\n\n[tiers.ten]\nper_hour = 10\n",
-            redis.url()
-        ),
-    ))
-    .start();
+    let d = Setup::new(&redis_config(&redis, "ten", 10, "")).start();
     let t = token(&d, "cyrus");
     assert_eq!(num(&models(&d, &t), "x-ratelimit-remaining"), 9);
     assert_eq!(num(&models(&d, &t), "x-ratelimit-remaining"), 8);
