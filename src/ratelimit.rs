@@ -20,10 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, EndpointLimits, OnRedisError, TierConfig};
 use crate::remote::{Remote, RemoteError};
+use crate::FastMap;
 use coalesce::{Check, Coalescer};
 
 mod coalesce;
-use crate::FastMap;
 
 const SHARDS: usize = 16;
 /// Per shard: idle buckets are swept out once a shard grows past this.
@@ -417,16 +417,17 @@ fn unix_us() -> u64 {
 /// Checks a batch of requests (see `coalesce`) atomically with the server's
 /// clock, in order, each against all of its windows. ARGV holds, per
 /// request, its window count and then each window's emission interval and
-/// tolerance in µs; KEYS, every request's windows in the same order. Returns
-/// the arrival times each request read (a later request in the batch reads
-/// what an earlier one wrote), then the server time, as integers (exact: µs
-/// since 1970 stay below 2^53); Rust's `decide` repeats the arithmetic to
-/// build headers. A request's buckets are updated only when all its windows
-/// allow; a stored value that is not a number, or not a string at all
-/// (never written by mlapi; `pcall`, so one such key cannot fail the
-/// batch), counts as an empty bucket, overwritten when the request passes. Written for redis-server's CPU, which the
-/// daemons share: no formatting but the one exact integer each `SET` needs,
-/// and Lua's own string-to-number coercion (BENCHMARKS.md).
+/// tolerance in µs; KEYS, every request's windows in the same order.
+/// Returns the arrival times each request read (a later request in the
+/// batch reads what an earlier one wrote), then the server time, as
+/// integers (exact: µs since 1970 stay below 2^53); Rust's `decide` repeats
+/// the arithmetic to build headers. A request's buckets are updated only
+/// when all its windows allow; a stored value that is not a number, or not
+/// a string at all (never written by mlapi; `pcall`, so one such key cannot
+/// fail the batch), counts as an empty bucket, overwritten when the request
+/// passes. Written for redis-server's CPU, which the daemons share: no
+/// formatting but the one exact integer each `SET` needs, and Lua's own
+/// string-to-number coercion (BENCHMARKS.md).
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -511,7 +512,8 @@ impl Limiter {
 
     /// The subject in braces is a Redis Cluster hash tag, kept so a
     /// subject's windows share a slot; a batched call spans subjects, so
-    /// Cluster itself is not supported (README).
+    /// Cluster itself is not supported (README). Prefixed here rather than
+    /// by `Remote::key`, so the key is formatted once per window.
     fn redis_key(remote: &Remote, subject: &str, w: &Window) -> String {
         format!("{}rl:{{{subject}}}:{}", remote.prefix(), w.name)
     }
@@ -537,10 +539,8 @@ impl Limiter {
             .get_or_init(|| Coalescer::start(Arc::clone(remote), redis::Script::new(GCRA_LUA)))
             .run(check)
             .await?;
-        let (now, tats) = reply
-            .split_last()
-            .filter(|(_, tats)| tats.len() == windows.len())
-            .ok_or_else(|| RemoteError::Command("unexpected script reply".into()))?;
+        // `coalesce` checked the reply's length: one time per key, then now.
+        let (now, tats) = reply.split_last().expect("the server time");
         let (allowed, _, states) = decide(windows, tats, *now);
         Ok(Decision {
             allowed,

@@ -144,7 +144,6 @@ async fn send_queued(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) 
                     }
                 }
             }
-            drop(jobs);
             if rx.is_empty() {
                 break;
             }
