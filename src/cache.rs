@@ -377,6 +377,31 @@ impl Cache {
         Fut: Future<Output = Result<Value, E>>,
         E: Clone + Send + Sync + 'static,
     {
+        if !ttl.is_zero() && !bypass_read {
+            if let Some(stored) = self.local.get(key).await {
+                self.hits_local.fetch_add(1, Ordering::Relaxed);
+                return Ok((stored.answer, Outcome::Hit(Tier::Local)));
+            }
+        }
+        // Boxed: the Redis, single-flight and `compute` futures are large,
+        // and unboxed they would sit inline in every future above this one,
+        // copied whole each time one moves, though a hit never runs them.
+        Box::pin(self.look_further(key, ttl, bypass_read, compute)).await
+    }
+
+    /// [`Cache::get_or_compute`] past a miss in process (or bypassing it).
+    async fn look_further<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        bypass_read: bool,
+        compute: F,
+    ) -> Result<(Answer, Outcome), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Value, E>>,
+        E: Clone + Send + Sync + 'static,
+    {
         if ttl.is_zero() {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Ok((Answer::encode(&compute().await?), Outcome::Miss));

@@ -494,7 +494,9 @@ impl Limiter {
         let Some(remote) = &self.remote else {
             return Ok(self.local.check(subject, windows));
         };
-        match self.check_remote(remote, subject, windows).await {
+        // Boxed: the Redis path's future is large, and unboxed it would
+        // sit inline in every in-process check's future too.
+        match Box::pin(self.check_remote(remote, subject, windows)).await {
             Ok(decision) => Ok(decision),
             Err(_) if subject.starts_with("ip:") => Ok(self.local.check(subject, windows)),
             Err(_) => match self.on_error {
