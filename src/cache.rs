@@ -694,9 +694,10 @@ mod tests {
             "{}",
             cache.local.entry_count()
         );
-        // Big answers (~40 KB of JSON each): the byte bound binds.
+        // Big answers (~30 KB of JSON each): the byte bound binds, so at
+        // most two fit in 64 KiB whatever moka's admission policy admits.
         cache.invalidate_all();
-        let big = serde_json::json!({"p": "x".repeat(10_000)});
+        let big = serde_json::json!({"p": "x".repeat(30_000)});
         for i in 0..50 {
             let k = key("m", &format!("[[{i}]]"));
             let v = big.clone();
@@ -705,6 +706,11 @@ mod tests {
                 .await;
         }
         cache.local.run_pending_tasks().await;
+        assert!(
+            cache.local.weighted_size() <= 64 * 1024,
+            "{}",
+            cache.local.weighted_size()
+        );
         assert!(
             cache.local.entry_count() <= 2,
             "{}",
