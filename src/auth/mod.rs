@@ -479,10 +479,11 @@ pub fn authenticate(app: &App, credential: &str) -> Result<Principal> {
     }
 }
 
-/// An API key: shape and checksum first (no lookup for junk), then the
-/// peppered digest in the in-memory index, expiry, and the owner's state.
-/// Every refusal is the same message, so there is no oracle.
-fn authenticate_key(app: &App, presented: &str) -> Result<Principal> {
+/// An API key (whatever was sent in `X-API-Key` is judged as one): shape
+/// and checksum first (no lookup for junk), then the peppered digest in the
+/// in-memory index, expiry, and the owner's state. Every refusal is the same
+/// message, so there is no oracle.
+pub fn authenticate_key(app: &App, presented: &str) -> Result<Principal> {
     let refused = || Error::Unauthenticated {
         presented: true,
         detail: "the API key is invalid, expired or revoked",

@@ -93,9 +93,10 @@ fn authenticate(
             (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
                 .then(|| token.trim())
         });
-    let credential = match (api_key.map(str::trim), bearer) {
-        (Some(key), _) if !key.is_empty() => key,
-        (_, Some(token)) => token,
+    let principal = match (api_key.map(str::trim), bearer) {
+        // `X-API-Key` carries keys only, so its refusal speaks of a key.
+        (Some(key), _) if !key.is_empty() => auth::authenticate_key(app, key),
+        (_, Some(token)) => auth::authenticate(app, token),
         _ => {
             return Err(ApiError::Unauthorized {
                 presented: false,
@@ -104,7 +105,7 @@ fn authenticate(
             })
         }
     };
-    auth::authenticate(app, credential).map_err(ApiError::from)
+    principal.map_err(ApiError::from)
 }
 
 /// What every protected handler starts from: the app, the request's

@@ -200,6 +200,8 @@ fn keys_authenticate_by_either_header_and_refusals_are_indistinguishable() {
         expiring,
         revoked,
         format!("{key}x"),
+        // No key shape at all: still judged as an API key, not as a token.
+        "not-a-key".to_string(),
     ]
     .into_iter()
     .map(|k| {
@@ -208,6 +210,10 @@ fn keys_authenticate_by_either_header_and_refusals_are_indistinguishable() {
     })
     .collect();
     let first = &refusals[0].1;
+    assert_eq!(
+        first.json()["detail"],
+        "the API key is invalid, expired or revoked"
+    );
     for (k, r) in &refusals {
         assert_eq!(r.status, 401, "{k}: {}", r.body);
         assert_eq!(
