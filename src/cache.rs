@@ -389,7 +389,8 @@ impl Cache {
         Box::pin(self.look_further(key, ttl, bypass_read, compute)).await
     }
 
-    /// [`Cache::get_or_compute`] past a miss in process (or bypassing it).
+    /// [`Cache::get_or_compute`] past a miss in process, or for a bypass or
+    /// a TTL of zero, which never read it.
     async fn look_further<F, Fut, E>(
         &self,
         key: &CacheKey,
