@@ -726,7 +726,17 @@ fn lockout_after_five_failures_is_identical_for_unknown_users() {
         .is_some_and(|v| v.parse::<u64>().unwrap() >= 1));
     let unknown_locked = login(&d, "nosuchuser", PASSWORD);
     assert_eq!(strip(&locked).0, strip(&unknown_locked).0);
-    assert_eq!(body["detail"], unknown_locked.json()["detail"]);
+    // The same words; the seconds left may differ by one, since the two
+    // lockouts began one round of failed logins apart.
+    let words = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .replace(|c: char| c.is_ascii_digit(), "#")
+    };
+    assert_eq!(
+        words(&body["detail"]),
+        words(&unknown_locked.json()["detail"])
+    );
     assert_eq!(
         login(&d, "bystander", PASSWORD).status,
         200,
