@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     pub max_body_bytes: u64,
     pub drain_secs: u64,
+    /// Slow-loris guard: a connection that completes no request head for a
+    /// whole period of this length, with no request in flight, is closed.
+    pub head_timeout_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
     pub trusted_proxies: Vec<IpNet>,
     pub tls_cert: String,
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             max_body_bytes: 1024 * 1024,
             drain_secs: 10,
+            head_timeout_secs: 10,
             trusted_proxies: Vec::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -711,6 +715,12 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     }
     if c.server.drain_secs > 3600 {
         return Err(("server.drain_secs", "must be at most 3600".into()));
+    }
+    if !(1..=3600).contains(&c.server.head_timeout_secs) {
+        return Err((
+            "server.head_timeout_secs",
+            "must be between 1 and 3600".into(),
+        ));
     }
     if !c.server.tls_cert.is_empty() || !c.server.tls_key.is_empty() {
         let key = if c.server.tls_cert.is_empty() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use warp::hyper::server::conn::AddrStream;
+use warp::hyper::server::conn::AddrIncoming;
 use warp::hyper::service::{make_service_fn, service_fn};
 
 use crate::app::App;
@@ -22,8 +22,6 @@ use crate::store::StoreError;
 /// Largest request head (request line and headers) accepted; beyond it the
 /// connection gets 431.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Slow-loris guard: the whole head must arrive within this time.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -48,6 +46,16 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     listener
         .set_nonblocking(true)
         .map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let incoming = AddrIncoming::from_listener(listener)?;
+    let local = incoming.local_addr();
+    // The slow-loris guard (`http::conn`), instead of hyper's per-request
+    // header timer.
+    let incoming = http::conn::Incoming::new(
+        incoming,
+        Duration::from_secs(app.config.server.head_timeout_secs),
+    );
 
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
@@ -56,7 +64,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     let routes = http::routes(Arc::clone(&app));
     let make_service = {
         let app = Arc::clone(&app);
-        make_service_fn(move |conn: &AddrStream| {
+        make_service_fn(move |conn: &http::conn::Guarded| {
             // One per connection, so a prediction request clones a pointer
             // only its own connection touches, not one every worker shares
             // (BENCHMARKS.md); other routes go through warp's filter tree.
@@ -64,6 +72,7 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
                 app: Arc::clone(&app),
                 routes: routes.clone(),
                 peer: conn.remote_addr(),
+                activity: conn.activity(),
             });
             async move {
                 Ok::<_, Infallible>(service_fn(move |req| {
@@ -74,16 +83,14 @@ pub async fn serve(app: Arc<App>) -> Result<(), ServeError> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = warp::hyper::Server::from_tcp(listener)?
+    let server = warp::hyper::Server::builder(incoming)
         .http1_only(true)
         // One contiguous buffer per response instead of a vectored write of
         // head and body: answers here are small, the copy is cheap, and the
         // cached-prediction path served 4–6 % more requests/s (BENCHMARKS.md).
         .http1_writev(false)
         .http1_max_buf_size(MAX_HEAD_BYTES)
-        .http1_header_read_timeout(HEAD_TIMEOUT)
         .serve(make_service);
-    let local = server.local_addr();
     let server = server.with_graceful_shutdown(async move {
         let name = tokio::select! {
             _ = terminate.recv() => "SIGTERM",

@@ -49,11 +49,14 @@ pub struct Connection {
     /// The warp routes, for everything but the prediction routes.
     pub routes: BoxedFilter<(Response,)>,
     pub peer: SocketAddr,
+    /// What the connection's slow-loris guard watches (`http::conn`).
+    pub activity: Arc<super::conn::Activity>,
 }
 
 /// Serves one request through the warp routes with everything above.
 pub async fn handle(conn: Arc<Connection>, mut req: Request<Body>) -> Result<Response, Infallible> {
     let (app, peer) = (&conn.app, conn.peer);
+    let _in_flight = conn.activity.begin();
     // Clock reads only when the access log is on (`log.level = "info"`).
     let started =
         tracing::enabled!(target: "mlapi::access", tracing::Level::INFO).then(Instant::now);

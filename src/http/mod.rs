@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod conn;
 pub mod limits;
 pub mod middleware;
 pub mod openapi;

@@ -187,3 +187,108 @@ fn sighup_reloads_cors_and_keeps_settings_on_a_bad_file() {
     );
     assert_eq!(daemon.get("/health").status, 200);
 }
+
+/// Reads one HTTP/1.1 response off a kept-alive connection; its status line.
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a response head");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.lines().next().unwrap().to_string()
+}
+
+/// Waits for the server to close the connection; how long that took.
+fn closed_after(stream: &mut std::net::TcpStream, started: Instant) -> Duration {
+    use std::io::Read;
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            // A partial head may get an error answer before the close.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(e) => panic!(
+                "the connection is still open after {:?}: {e}",
+                started.elapsed()
+            ),
+        }
+    }
+}
+
+#[test]
+fn connections_that_complete_no_request_head_are_closed() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let setup = Setup::new(&format!("{DEBUG}\n[server]\nhead_timeout_secs = 1\n"));
+    let daemon = setup.start();
+    let connect = || {
+        let s = TcpStream::connect(daemon.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        s
+    };
+
+    // Slow loris: a head trickled in, a byte every 100 ms, never finished.
+    let started = Instant::now();
+    let mut trickled = connect();
+    let mut writer = trickled.try_clone().unwrap();
+    let trickler = std::thread::spawn(move || {
+        let head = b"GET /health HTTP/1.1\r\nHost: mlapi\r\nX-Padding: ";
+        for b in head.iter().chain(std::iter::repeat(&b'a')).take(60) {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut silent = connect();
+    let trickled_for = closed_after(&mut trickled, started);
+    let silent_for = closed_after(&mut silent, started);
+    for took in [trickled_for, silent_for] {
+        // One period at least, two at most (plus scheduling slack).
+        assert!(
+            took >= Duration::from_millis(900),
+            "closed too early: {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(3500),
+            "closed too late: {took:?}"
+        );
+    }
+    trickler.join().unwrap();
+
+    // Complete requests keep a connection open across many periods.
+    let mut busy = connect();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3000) {
+        busy.write_all(b"GET /health HTTP/1.1\r\nHost: mlapi\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut busy), "HTTP/1.1 200 OK");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A request in flight for longer than two periods is not cut off, and
+    // the connection serves the next one.
+    let mut waiting = connect();
+    waiting
+        .write_all(b"GET /debug/sleep?ms=2500 HTTP/1.1\r\nHost: mlapi\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut waiting), "HTTP/1.1 200 OK");
+    waiting
+        .write_all(b"GET /health HTTP/1.1\r\nHost: mlapi\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut waiting), "HTTP/1.1 200 OK");
+}
