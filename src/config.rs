@@ -66,8 +66,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     pub max_body_bytes: u64,
     pub drain_secs: u64,
-    /// Slow-loris guard: a connection that completes no request head for a
-    /// whole period of this length, with no request in flight, is closed.
+    /// Slow-loris guard: a connection that makes no progress for a whole
+    /// period of this length (no request head completed, none in flight, no
+    /// response bytes taken) is closed; see `http::conn`.
     pub head_timeout_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
     pub trusted_proxies: Vec<IpNet>,
