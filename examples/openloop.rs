@@ -19,7 +19,9 @@
 //!
 //! REQUEST_FILE holds one complete HTTP/1.1 request, sent as is on every
 //! call. Prints one JSON object: the percentiles (ms) of the requests due
-//! after the warm-up, the warm-up's own p99, and the answers' status counts.
+//! after the warm-up, the warm-up's own p99, the answers' status counts, how
+//! long the schedule took (longer than WARMUP_SECS + SECS: the answers fell
+//! behind it) and the generator's own worst lateness waking for a due time.
 //! Answers must carry `Content-Length` (no chunked bodies). Exits 1 with a
 //! message on any connection error.
 
@@ -43,6 +45,8 @@ struct Measured {
     steady: Vec<u64>,
     ok: u64,
     other: u64,
+    /// The latest the generator woke for a due time (its own lateness).
+    oversleep: Duration,
 }
 
 fn main() {
@@ -51,12 +55,9 @@ fn main() {
         eprintln!("usage: openloop ADDR RATE SECS WARMUP_SECS CONNECTIONS REQUEST_FILE");
         std::process::exit(2);
     });
-    match run(&args) {
-        Ok(all) => report(&args, &all),
-        Err(e) => {
-            eprintln!("openloop: {e}");
-            std::process::exit(1);
-        }
+    if let Err(e) = run(&args).and_then(|(all, elapsed)| report(&args, &all, elapsed)) {
+        eprintln!("openloop: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -92,7 +93,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn run(args: &Args) -> Result<Vec<Measured>, String> {
+/// Every connection's measurements, and the time from the schedule's start
+/// to the last answer.
+fn run(args: &Args) -> Result<(Vec<Measured>, Duration), String> {
     // Connect everything first; the schedule starts once all are open.
     let streams = (0..args.connections)
         .map(|_| {
@@ -119,13 +122,14 @@ fn run(args: &Args) -> Result<Vec<Measured>, String> {
             std::thread::spawn(move || connection(stream, &request, schedule, c))
         })
         .collect();
-    threads
+    let all = threads
         .into_iter()
         .map(|t| {
             t.join()
                 .map_err(|_| "a connection thread panicked".to_string())?
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((all, schedule.start.elapsed()))
 }
 
 /// Every connection's timetable: the same start, evenly interleaved.
@@ -164,11 +168,15 @@ fn connection(
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
+            // How late the generator itself woke: its own share of every
+            // latency, reported so it can be told from the server's.
+            m.oversleep = m.oversleep.max(due.elapsed());
         }
-        stream
+        let status = stream
             .write_all(request)
-            .map_err(|e| format!("write: {e}"))?;
-        let status = read_response(&mut stream, &mut buf)?;
+            .map_err(|e| format!("write: {e}"))
+            .and_then(|()| read_response(&mut stream, &mut buf))
+            .map_err(|e| format!("connection {c}, request {k}: {e}"))?;
         let latency = due.elapsed().as_nanos() as u64;
         if (200..300).contains(&status) {
             m.ok += 1;
@@ -184,6 +192,15 @@ fn connection(
     Ok(m)
 }
 
+fn read_error(e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer within 10 s".into()
+        }
+        _ => format!("read: {e}"),
+    }
+}
+
 /// Reads one whole answer; returns its status code.
 fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Result<u16, String> {
     let mut filled = 0;
@@ -191,40 +208,47 @@ fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Result<u16, String> 
         if filled == buf.len() {
             return Err("response head larger than 64 KiB".into());
         }
-        let got = stream
-            .read(&mut buf[filled..])
-            .map_err(|e| format!("read: {e}"))?;
+        let got = stream.read(&mut buf[filled..]).map_err(read_error)?;
         if got == 0 {
             return Err("the server closed the connection".into());
         }
+        // Only the new bytes (and the 3 before them) can complete the head.
+        let from = filled.saturating_sub(3);
         filled += got;
-        if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+        if let Some(i) = buf[from..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break from + i + 4;
         }
     };
     let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "response head is not UTF-8")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line: {:?}", head.lines().next()))?;
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .ok_or("response without Content-Length")?;
-    let mut remaining = (head_end + length).saturating_sub(filled);
-    if filled > head_end + length {
+    let status_line = head.lines().next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line: {status_line:?}"))?;
+    let mut lengths = head.lines().filter_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim())
+    });
+    let length = match (lengths.next(), lengths.next()) {
+        (Some(v), None) => v
+            .parse::<usize>()
+            .map_err(|_| format!("bad Content-Length: {v:?}"))?,
+        (None, _) => return Err("response without Content-Length".into()),
+        (Some(_), Some(_)) => return Err("more than one Content-Length".into()),
+    };
+    let end = head_end
+        .checked_add(length)
+        .ok_or("Content-Length out of range")?;
+    if filled > end {
         return Err("more bytes than one response (the server pipelined?)".into());
     }
+    let mut remaining = end - filled;
     while remaining > 0 {
         let want = remaining.min(buf.len());
-        let got = stream
-            .read(&mut buf[..want])
-            .map_err(|e| format!("read: {e}"))?;
+        let got = stream.read(&mut buf[..want]).map_err(read_error)?;
         if got == 0 {
             return Err("the server closed the connection mid-body".into());
         }
@@ -233,15 +257,22 @@ fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Result<u16, String> 
     Ok(status)
 }
 
-fn report(args: &Args, all: &[Measured]) {
+fn report(args: &Args, all: &[Measured], elapsed: Duration) -> Result<(), String> {
     let mut steady: Vec<u64> = all.iter().flat_map(|m| m.steady.iter().copied()).collect();
     let mut warmup: Vec<u64> = all.iter().flat_map(|m| m.warmup.iter().copied()).collect();
+    if steady.is_empty() || (args.warmup > 0.0 && warmup.is_empty()) {
+        return Err(format!(
+            "too few requests for percentiles: {} in the warm-up, {} after it (raise RATE or SECS)",
+            warmup.len(),
+            steady.len()
+        ));
+    }
     steady.sort_unstable();
     warmup.sort_unstable();
     // Nearest rank: the smallest latency at or above the fraction q.
     let pct = |xs: &[u64], q: f64| -> f64 {
         if xs.is_empty() {
-            return f64::NAN;
+            return 0.0;
         }
         let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
         xs[rank - 1] as f64 / 1e6
@@ -250,6 +281,8 @@ fn report(args: &Args, all: &[Measured]) {
         "rate": args.rate,
         "connections": args.connections,
         "warmup_secs": args.warmup,
+        // Longer than warm-up + SECS: the answers fell behind the schedule.
+        "elapsed_secs": elapsed.as_secs_f64(),
         "requests": steady.len() + warmup.len(),
         "steady_requests": steady.len(),
         "p50_ms": pct(&steady, 0.50),
@@ -257,8 +290,10 @@ fn report(args: &Args, all: &[Measured]) {
         "p999_ms": pct(&steady, 0.999),
         "max_ms": pct(&steady, 1.0),
         "warmup_p99_ms": pct(&warmup, 0.99),
+        "max_oversleep_ms": all.iter().map(|m| m.oversleep).max().unwrap_or_default().as_secs_f64() * 1e3,
         "ok": all.iter().map(|m| m.ok).sum::<u64>(),
         "other_status": all.iter().map(|m| m.other).sum::<u64>(),
     });
     println!("{out}");
+    Ok(())
 }
