@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the request path's authentication: one API-key
-//! verification and one JWT verification through `auth::authenticate`, as a
+//! verification and one JWT verification through `Identity::authenticate`, as a
 //! daemon runs them (in-memory directory, usage counting included).
 //!
 //! Run: `cargo bench --bench auth`. Results go in BENCHMARKS.md.
@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mlapi::app::App;
-use mlapi::audit::Actor;
-use mlapi::auth::{self, scopes::Role};
+use mlapi::app::{App, Purpose};
 use mlapi::config::{self, Overrides};
-use mlapi::users::{self, NewUser};
+use mlapi::core::scopes::Role;
+use mlapi::identity::accounts::NewUser;
+use mlapi::identity::keys::NewKey;
+use mlapi::store::audit::Actor;
 
 fn app(dir: &std::path::Path) -> Arc<App> {
     let env = vec![
@@ -27,7 +28,7 @@ fn app(dir: &std::path::Path) -> Arc<App> {
         ),
     ];
     let loaded = config::load(None, env, &Overrides::default()).expect("bench config");
-    App::open(loaded, Overrides::default(), 4, false).expect("open app")
+    App::open(loaded, Overrides::default(), Purpose::Command).expect("open app")
 }
 
 fn bench(c: &mut Criterion) {
@@ -46,17 +47,21 @@ fn bench(c: &mut Criterion) {
             role: Role::User,
             tier: None,
         };
-        let user = users::create(&app, new, &actor).await.unwrap();
+        let identity = &app.identity;
+        let user = identity.create_user(new, &actor).await.unwrap();
         // A realistic index: many keys, of which we verify one.
         let mut last = None;
         for i in 0..500 {
-            last = Some(
-                mlapi::keys::create(&app, &user.id, &format!("k{i}"), None, None, None, &actor)
-                    .await
-                    .unwrap(),
-            );
+            let new = NewKey {
+                owner: user.id.clone(),
+                name: format!("k{i}"),
+                scopes: None,
+                expires_at: None,
+            };
+            last = Some(identity.create_key(new, None, &actor).await.unwrap());
         }
-        let pair = auth::login(&app, "bench", "SecurePass123!".into(), None, &actor)
+        let pair = identity
+            .login("bench", "SecurePass123!".into(), None, &actor)
             .await
             .unwrap();
         (last.unwrap().api_key, pair.access_token)
@@ -64,14 +69,26 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("authenticate");
     group.bench_function("api_key", |b| {
-        b.iter(|| auth::authenticate(&app, std::hint::black_box(&key)).unwrap())
+        b.iter(|| {
+            app.identity
+                .authenticate(std::hint::black_box(&key))
+                .unwrap()
+        })
     });
     group.bench_function("jwt_hs256", |b| {
-        b.iter(|| auth::authenticate(&app, std::hint::black_box(&token)).unwrap())
+        b.iter(|| {
+            app.identity
+                .authenticate(std::hint::black_box(&token))
+                .unwrap()
+        })
     });
     let junk = format!("{}x", &key[..key.len() - 1]);
     group.bench_function("api_key_bad_checksum", |b| {
-        b.iter(|| auth::authenticate(&app, std::hint::black_box(&junk)).unwrap_err())
+        b.iter(|| {
+            app.identity
+                .authenticate(std::hint::black_box(&junk))
+                .unwrap_err()
+        })
     });
     group.finish();
 }

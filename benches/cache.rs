@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mlapi::cache::{Cache, CacheKey};
 use mlapi::config::CacheConfig;
+use mlapi::serving::cache::{Cache, CacheKey};
 
 fn bench(c: &mut Criterion) {
     let one = vec![vec![14.0, 20.0, 0.12, 0.2, 0.2]];

@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the bundled model through `models::Model::predict`
+//! Micro-benchmarks of the bundled model through `serving::models::Model::predict`
 //! (tract, on the calling thread): one input, one input with its occlusion
 //! explanation (6 rows in one call), and a batch of 32.
 //!
@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mlapi::config::Config;
-use mlapi::models::Registry;
+use mlapi::serving::models::Registry;
 
 fn bench(c: &mut Criterion) {
     let registry = Registry::load(&Config::default()).expect("bundled model");

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mlapi::config::{Config, TierConfig};
-use mlapi::ratelimit::{Group, Limiter};
-use mlapi::remote::Remote;
+use mlapi::core::groups::Group;
+use mlapi::serving::ratelimit::{Limiter, Source};
+use mlapi::serving::remote::Remote;
 
 /// A tier that never refuses during the run, so every decision is a full one.
 fn config() -> Config {
@@ -63,7 +64,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("ratelimit/redis", |b| {
         b.iter(|| {
             let d = runtime.block_on(shared.check("u:bench", &windows)).unwrap();
-            assert_eq!(d.source, mlapi::ratelimit::Source::Redis);
+            assert_eq!(d.source, Source::Redis);
         })
     });
 

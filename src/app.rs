@@ -1,8 +1,10 @@
-//! `App`: the services one process runs on, built once from the config and
-//! shared (behind an `Arc`) by every HTTP handler and CLI command.
+//! `App`: the services one process runs on, assembled once from the config
+//! and shared (behind an `Arc`) by the adapters: every HTTP handler, CLI
+//! command and daemon task.
 //!
-//! Owns construction, readiness checks and live reload. It holds no HTTP or
-//! CLI types; those adapters live in `http` and `cli`.
+//! Owns assembly, readiness checks and live reload; the rules live in the
+//! services (`identity`, `serving`), which never see `App`. It holds no HTTP
+//! or CLI types, and only the adapters (`http`, `cli`, `daemon`) import it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,19 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::auth::directory::Directory;
-use crate::auth::passwords::Hasher;
-use crate::auth::tokens::TokenKeys;
-use crate::cache::Cache;
 use crate::config::OnRedisError;
 use crate::config::{self, Config, CorsConfig, Overrides};
-use crate::flushes::Applied;
-use crate::keys::{Pepper, Usage};
-use crate::models::{LoadError, Registry};
-use crate::ratelimit::Limiter;
-use crate::remote::Remote;
-use crate::secrets::SecretError;
-use crate::store::{Store, StoreError};
+use crate::identity::keys::Pepper;
+use crate::identity::tokens::TokenKeys;
+use crate::identity::Identity;
+use crate::serving::cache::Cache;
+use crate::serving::flushes::Flushes;
+use crate::serving::models::{LoadError, Registry};
+use crate::serving::ratelimit::Limiter;
+use crate::serving::remote::Remote;
+use crate::serving::versions::Versions;
+use crate::store::secrets::SecretError;
+use crate::store::{self, Store, StoreError};
 
 /// How long a readiness probe waits for a dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,30 +36,51 @@ pub struct App {
     /// The database's directory: generated secrets and control sockets live here.
     pub state_dir: PathBuf,
     overrides: Overrides,
+    /// For what adapters write themselves (startup and shutdown audit rows,
+    /// `mlapi audit`); services hold their own handle.
     pub store: Store,
     /// The Redis link, when `redis.url` is set. The daemon keeps it connected.
     pub remote: Option<Arc<Remote>>,
-    pub hasher: Arc<Hasher>,
-    pub tokens: TokenKeys,
-    pub pepper: Pepper,
-    /// API-key usage counted in memory, flushed in batches.
-    pub usage: Usage,
-    /// The models; loaded only by the daemon (`App::open` with `serve`).
+    /// Accounts, sessions, API keys and authentication.
+    pub identity: Arc<Identity>,
+    /// The models; loaded only by the daemon (`Purpose::Serve`).
     models: Option<Registry>,
-    /// Accounts and revocations in memory; see `auth::directory`.
-    pub directory: Directory,
+    /// API-version deprecations, in memory for the request path.
+    pub versions: Arc<Versions>,
     /// Per-user tier limits and per-client-IP limits on anonymous routes.
     pub limiter: Limiter,
     /// Predictions, in process and in Redis when configured.
     pub cache: Cache,
-    /// Which operator cache flushes this process has applied.
-    pub flushes: Applied,
+    /// Operator cache flushes, and which of them this process has applied.
+    pub flushes: Flushes,
     /// Settings that SIGHUP may change on a running daemon.
     live: RwLock<Arc<CorsConfig>>,
     /// Whether `live` allows any origin: read on every response without
     /// touching the lock (most deployments have no CORS origins at all).
     cors_on: AtomicBool,
     pub started: Instant,
+}
+
+/// What a process opens the state for: it decides whether models load and
+/// how many SQLite connections the pool keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `mlapi serve`: models loaded, a pool for concurrent requests.
+    Serve,
+    /// An operator command: no models, a small pool.
+    Command,
+}
+
+impl Purpose {
+    fn max_connections(self) -> u32 {
+        match self {
+            // Blocking-pool work (logins, audit rows, usage flushes) runs
+            // concurrently; more connections than that only wait on the
+            // SQLite write lock.
+            Purpose::Serve => 16,
+            Purpose::Command => 2,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,31 +105,36 @@ pub struct Check {
 }
 
 impl App {
-    /// Opens the store (applying migrations), loads or creates the signing
-    /// keys next to it, loads the directory and prepares clients. Blocking.
+    /// Opens the store (applying migrations), loads or creates the secrets
+    /// next to it, and builds each service from the config, handing it only
+    /// what it uses. Blocking.
     pub fn open(
         loaded: config::Loaded,
         overrides: Overrides,
-        max_connections: u32,
-        serve: bool,
+        purpose: Purpose,
     ) -> Result<Arc<Self>, OpenError> {
         let config = loaded.config;
-        let models = if serve {
+        let models = if purpose == Purpose::Serve {
             Some(Registry::load(&config)?)
         } else {
             None
         };
         let busy = Duration::from_millis(config.database.busy_timeout_ms);
         let db_path = config.database_path();
-        let store = Store::open(&db_path, busy, max_connections)?;
+        let store = Store::open(&db_path, busy, purpose.max_connections())?;
         let state_dir = db_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        let tokens = TokenKeys::load(&config.auth, state_dir)?;
-        let pepper = Pepper::load(state_dir)?;
-        let directory = Directory::default();
-        directory.refresh(&store)?;
+        let tiers = config.tier_names().into_iter().map(String::from).collect();
+        let identity = Identity::open(
+            store.clone(),
+            &config.auth,
+            tiers,
+            TokenKeys::load(&config.auth, state_dir)?,
+            Pepper::load(state_dir)?,
+        )?;
+        let versions = Versions::open(store.clone(), config.api.default_version())?;
         // The URL was validated with the config; opening a client does no I/O.
         let remote = (!config.redis.url.is_empty()).then(|| {
             let client =
@@ -117,10 +145,9 @@ impl App {
                 Duration::from_millis(config.redis.timeout_ms),
             ))
         });
-        let hasher = Arc::new(Hasher::new(&config.auth));
         let limiter = Limiter::new(&config, remote.clone());
         let cache = Cache::new(&config.cache, remote.clone());
-        let flushes = Applied::start(&store)?;
+        let flushes = Flushes::open(store.clone())?;
         Ok(Arc::new(App {
             live: RwLock::new(Arc::new(config.cors.clone())),
             cors_on: AtomicBool::new(!config.cors.allowed_origins.is_empty()),
@@ -130,38 +157,14 @@ impl App {
             overrides,
             store,
             remote,
-            hasher,
-            tokens,
-            pepper,
-            usage: Usage::default(),
+            identity: Arc::new(identity),
             models,
-            directory,
+            versions: Arc::new(versions),
             limiter,
             cache,
             flushes,
             started: Instant::now(),
         }))
-    }
-
-    /// Runs blocking work (SQLite, hashing) on tokio's blocking pool.
-    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> T
-    where
-        F: FnOnce(&App) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let app = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || f(&app)).await {
-            Ok(value) => value,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-
-    /// Brings the in-memory directory up to date with SQLite. A failure is
-    /// logged and retried by the next refresh; the old snapshot stays.
-    pub async fn refresh_directory(self: &Arc<Self>) {
-        if let Err(e) = self.blocking(|app| app.directory.refresh(&app.store)).await {
-            tracing::warn!(error = %e, "directory refresh failed; will retry");
-        }
     }
 
     /// The model registry. Only the daemon loads models.
@@ -182,20 +185,19 @@ impl App {
     /// Checks every dependency, concurrently, each within `PROBE_TIMEOUT`.
     pub async fn readiness(self: &Arc<Self>) -> Vec<Check> {
         let database = async {
-            let app = Arc::clone(self);
-            let probe = tokio::task::spawn_blocking(move || app.store.check());
+            let probe = self.store.run_blocking(|store| store.check());
             let (ok, detail) = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-                Ok(Ok(Ok(version))) if version == crate::store::SCHEMA_VERSION => {
+                Ok(Ok(version)) if version == store::SCHEMA_VERSION => {
                     (true, format!("schema version {version}"))
                 }
-                Ok(Ok(Ok(version))) => (
+                Ok(Ok(version)) => (
                     false,
                     format!(
                         "schema version {version}, but this mlapi needs {}",
-                        crate::store::SCHEMA_VERSION
+                        store::SCHEMA_VERSION
                     ),
                 ),
-                Ok(Ok(Err(e))) => {
+                Ok(Err(e)) => {
                     // The full error (it may name files or SQL) goes to the log only.
                     tracing::warn!(error = %e, "readiness: database check failed");
                     let detail = if matches!(e, StoreError::Busy) {
@@ -205,7 +207,7 @@ impl App {
                     };
                     (false, detail.to_string())
                 }
-                Ok(Err(_)) | Err(_) => (
+                Err(_) => (
                     false,
                     format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
                 ),

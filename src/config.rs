@@ -3,7 +3,8 @@
 //!
 //! Owns the `Config` tree and its loading. It must not open databases, sockets
 //! or files other than the config file itself: loading is pure, so a bad value
-//! is refused before anything starts.
+//! is refused before anything starts. A leaf beside `core`: it imports only
+//! `core`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::core::groups::Group;
 
 /// Environment variable naming the config file (SPEC 3).
 pub const CONFIG_ENV: &str = "MLAPI_CONFIG";
@@ -153,7 +156,7 @@ impl Default for ApiConfig {
 
 impl ApiConfig {
     pub fn default_version(&self) -> u8 {
-        crate::versioning::parse(&self.default_version).unwrap_or(1)
+        crate::core::versions::parse(&self.default_version).unwrap_or(1)
     }
 }
 
@@ -847,12 +850,12 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return Err(("log.level", format!("not a valid log filter: {e}")));
     }
-    if crate::versioning::parse(&c.api.default_version).is_none() {
+    if crate::core::versions::parse(&c.api.default_version).is_none() {
         return Err((
             "api.default_version",
             format!(
                 "supported versions: {}",
-                crate::versioning::supported_list()
+                crate::core::versions::supported_list()
             ),
         ));
     }
@@ -896,9 +899,6 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-/// Endpoint groups a tier may limit separately (see `http::RouteSpec::group`).
-pub const ENDPOINT_GROUPS: &[&str] = &["predict", "models", "auth", "admin"];
-
 fn check_tier(name: &str, tier: &TierConfig) -> Result<(), String> {
     // No `-`: policy names join tier, group and window with it.
     let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
@@ -920,10 +920,11 @@ fn check_tier(name: &str, tier: &TierConfig) -> Result<(), String> {
         _ => {}
     }
     for (group, limits) in &tier.endpoints {
-        if !ENDPOINT_GROUPS.contains(&group.as_str()) {
+        if Group::parse(group).is_none() {
+            let groups: Vec<&str> = Group::ALL.iter().map(|g| g.as_str()).collect();
             return Err(format!(
                 "unknown endpoint group {group:?}; groups: {}",
-                ENDPOINT_GROUPS.join(", ")
+                groups.join(", ")
             ));
         }
         let windows = [limits.per_minute, limits.per_hour, limits.per_day];
@@ -1008,16 +1009,6 @@ fn check_origin(origin: &str) -> Result<(), &'static str> {
 }
 
 impl Config {
-    /// The names predictions can be cached under: the `[[models]]`, or the
-    /// bundled model's.
-    pub fn model_names(&self) -> Vec<String> {
-        if self.models.is_empty() {
-            vec![crate::models::BUNDLED_NAME.to_string()]
-        } else {
-            self.models.iter().map(|m| m.name.clone()).collect()
-        }
-    }
-
     /// Tier names from the most to the least restrictive (by requests a day).
     pub fn tier_names(&self) -> Vec<&str> {
         let mut tiers: Vec<(&String, &TierConfig)> = self.tiers.iter().collect();

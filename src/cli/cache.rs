@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use super::output::{self, Output};
 use super::{confirm, CliError};
 use crate::app::App;
-use crate::audit::Actor;
-use crate::cache;
-use crate::control;
+use crate::daemon::control;
+use crate::serving::{cache, models};
+use crate::store::audit::Actor;
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
@@ -43,7 +43,7 @@ async fn flush(
     yes: bool,
     out: &Output,
 ) -> Result<(), CliError> {
-    let names = app.config.model_names();
+    let names = models::names(&app.config);
     if let Some(name) = &model {
         if !names.iter().any(|n| n == name) {
             return Err(CliError::Usage(format!(
@@ -71,7 +71,7 @@ async fn flush(
             Err(e) => Err(e.to_string()),
         }),
     };
-    crate::flushes::record(app, model.clone(), &Actor::cli()).await?;
+    app.flushes.record(model.clone(), &Actor::cli()).await?;
     let removed = match redis {
         Some(Err(e)) => {
             return Err(CliError::Failed(format!(
@@ -93,10 +93,7 @@ async fn flush(
 }
 
 async fn stats(app: &Arc<App>, out: &Output) -> Result<(), CliError> {
-    let state_dir = app.state_dir.clone();
-    let daemons = app
-        .blocking(move |_| control::ask_all(&state_dir, &control::Request::CacheStats))
-        .await;
+    let daemons = control::ask_all(app.state_dir.clone(), control::Request::CacheStats).await;
     let redis_entries = match &app.remote {
         None => None,
         Some(remote) => match remote.connect_now().await {

@@ -1,4 +1,4 @@
-//! `mlapi key …`: thin adapters over `keys`.
+//! `mlapi key …`: thin adapters over `identity` (API keys).
 
 use std::sync::Arc;
 
@@ -7,10 +7,10 @@ use clap::Subcommand;
 use super::output::{self, Format, Output};
 use super::CliError;
 use crate::app::App;
-use crate::audit::Actor;
-use crate::auth::scopes::Scopes;
-use crate::keys::{self, format_time, CreatedKey, KeyInfo};
-use crate::store;
+use crate::core::scopes::Scopes;
+use crate::core::time::{self, rfc3339};
+use crate::identity::keys::{CreatedKey, KeyInfo, NewKey};
+use crate::store::audit::Actor;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -76,15 +76,21 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
                             "--expires: at most 100 years (36500d)".into(),
                         ))
                     } else {
-                        Ok(store::now() + secs as i64)
+                        Ok(time::now() + secs as i64)
                     }
                 })
                 .transpose()?;
-            let key = keys::create(app, &user, &name, scopes, expires_at, None, &actor).await?;
+            let new = NewKey {
+                owner: user,
+                name,
+                scopes,
+                expires_at,
+            };
+            let key = app.identity.create_key(new, None, &actor).await?;
             print_created(&key, out)
         }
         KeyCommand::List { user } => {
-            let list = keys::list(app, user.as_deref()).await?;
+            let list = app.identity.list_keys(user.as_deref()).await?;
             out.emit(
                 || {
                     let rows = list.iter().map(row).collect();
@@ -113,7 +119,10 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
                 .map(super::parse_duration)
                 .transpose()?
                 .unwrap_or(0);
-            let new = keys::rotate(app, &key, None, None, grace, &actor).await?;
+            let new = app
+                .identity
+                .rotate_key(&key, None, None, grace, &actor)
+                .await?;
             print_created(&new, out)
         }
         KeyCommand::Revoke { key, yes } => {
@@ -124,7 +133,7 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
             {
                 return Err(CliError::Failed("not confirmed; nothing changed".into()));
             }
-            let info = keys::revoke(app, &key, None, &actor).await?;
+            let info = app.identity.revoke_key(&key, None, &actor).await?;
             if out.quiet && out.format == Format::Table {
                 return Ok(());
             }
@@ -137,14 +146,14 @@ pub async fn run(app: &Arc<App>, command: KeyCommand, out: &Output) -> Result<()
 }
 
 fn row(k: &KeyInfo) -> Vec<String> {
-    let when = |t: Option<i64>| t.map_or_else(|| "-".to_string(), format_time);
+    let when = |t: Option<i64>| t.map_or_else(|| "-".to_string(), rfc3339);
     vec![
         format!("{}…{}", k.prefix, k.last4),
         k.name.clone(),
         k.user.clone(),
         k.scopes.join(","),
         k.status.to_string(),
-        format_time(k.created_at),
+        rfc3339(k.created_at),
         when(k.expires_at),
         when(k.last_used_at),
         k.request_count.to_string(),
@@ -169,7 +178,7 @@ fn print_created(key: &CreatedKey, out: &Output) -> Result<(), CliError> {
                 vec!["scopes".into(), key.scopes.join(",")],
                 vec![
                     "expires".into(),
-                    key.expires_at.map_or_else(|| "never".into(), format_time),
+                    key.expires_at.map_or_else(|| "never".into(), rfc3339),
                 ],
             ];
             format!(

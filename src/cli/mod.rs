@@ -20,10 +20,11 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
-use crate::app::App;
+use crate::app::{App, Purpose};
 use crate::config::{self, ConfigError, Overrides};
+use crate::core::error::Error;
+use crate::daemon::{self, ServeError};
 use crate::logging;
-use crate::server::{self, ServeError};
 use crate::store::StoreError;
 use output::{Format, Output};
 
@@ -171,9 +172,8 @@ impl From<StoreError> for CliError {
     }
 }
 
-impl From<crate::error::Error> for CliError {
-    fn from(e: crate::error::Error) -> Self {
-        use crate::error::Error;
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
         match e {
             Error::Invalid(_) => CliError::Usage(e.to_string()),
             Error::NotFound(m) => CliError::NotFound(m),
@@ -213,7 +213,10 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    let out = Output::new(cli.output, cli.quiet);
+    let out = Output {
+        format: cli.output,
+        quiet: cli.quiet,
+    };
     let overrides = Overrides {
         db: cli.db.clone(),
         redis: cli.redis.clone(),
@@ -233,18 +236,25 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::User(command) => {
             // Only `user add` may create a fresh database (the first admin).
-            let may_create = matches!(command, user::UserCommand::Add { .. });
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
+            let missing = match command {
+                user::UserCommand::Add { .. } => MissingDatabase::Create,
+                _ => MissingDatabase::Refuse,
+            };
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, missing)?;
             runtime.block_on(user::run(&app, command, &out))
         }
         Command::Version(command) => {
             // Deprecating before the first start is fine; reading is not.
-            let may_create = matches!(command, version::VersionCommand::Deprecate { .. });
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides, may_create)?;
+            let missing = match command {
+                version::VersionCommand::Deprecate { .. } => MissingDatabase::Create,
+                _ => MissingDatabase::Refuse,
+            };
+            let (app, runtime) = open_app(cli.config.as_deref(), overrides, missing)?;
             runtime.block_on(version::run(&app, command, &out))
         }
         Command::Cache(command) => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
+            let (app, runtime) =
+                open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
             runtime.block_on(cache::run(&app, command, &out))
         }
         // Tiers live in the config: no database needed.
@@ -253,11 +263,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             ratelimit::tiers(&loaded.config, &out)
         }
         Command::Ratelimit(command) => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
+            let (app, runtime) =
+                open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
             runtime.block_on(ratelimit::run(&app, command, &out))
         }
         Command::Key(command) => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
+            let (app, runtime) =
+                open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
             runtime.block_on(key::run(&app, command, &out))
         }
         Command::Audit {
@@ -266,18 +278,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             action,
             limit,
         } => {
-            let (app, runtime) = open_app(cli.config.as_deref(), overrides, false)?;
+            let (app, runtime) =
+                open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
             runtime.block_on(user::audit_log(&app, since, user, action, limit, &out))
         }
         Command::Serve(_) => {
             let loaded = load_config(cli.config.as_deref(), &overrides)?;
             logging::init(&loaded.config.log, "info");
-            let app = App::open(loaded, overrides, 16, true)?;
+            let app = App::open(loaded, overrides, Purpose::Serve)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("mlapi-worker")
                 .build()?;
-            runtime.block_on(server::serve(app))?;
+            runtime.block_on(daemon::serve(app))?;
             Ok(())
         }
     }
@@ -288,16 +301,25 @@ fn load_config(flag: Option<&Path>, overrides: &Overrides) -> Result<config::Loa
     Ok(config::load(file.as_deref(), std::env::vars(), overrides)?)
 }
 
+/// What an operator command does when the database file does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingDatabase {
+    /// Create it (the first `user add`, or a deprecation before the first start).
+    Create,
+    /// Refuse: reading a database that is not there is a wrong path.
+    Refuse,
+}
+
 /// Opens the shared state for an operator command, with a small runtime to
 /// drive the same async services the daemon uses.
 fn open_app(
     flag: Option<&Path>,
     overrides: Overrides,
-    may_create: bool,
+    missing: MissingDatabase,
 ) -> Result<(Arc<App>, tokio::runtime::Runtime), CliError> {
     let loaded = load_config(flag, &overrides)?;
     let db = loaded.config.database_path();
-    if !may_create && !db.exists() {
+    if missing == MissingDatabase::Refuse && !db.exists() {
         // Reading from a database that does not exist is almost always the
         // wrong --db, --config, user or $STATE_DIRECTORY; never create one here.
         return Err(CliError::Failed(format!(
@@ -306,7 +328,7 @@ fn open_app(
         )));
     }
     logging::init(&loaded.config.log, "warn");
-    let app = App::open(loaded, overrides, 2, false)?;
+    let app = App::open(loaded, overrides, Purpose::Command)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

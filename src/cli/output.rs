@@ -20,10 +20,6 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(format: Format, quiet: bool) -> Self {
-        Output { format, quiet }
-    }
-
     /// Prints the table or the JSON document; `--quiet` suppresses the table
     /// but never the JSON a script asked for.
     pub fn emit<J: Serialize>(

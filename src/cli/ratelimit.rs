@@ -1,6 +1,7 @@
 //! `mlapi ratelimit …`: tiers from the config, a user's tier (through
-//! `users::update`, so daemons apply it within a second), and a user's
-//! current usage from Redis or from each running daemon (`control`).
+//! `Identity::update_user`, so daemons apply it within a second), and a
+//! user's current usage from Redis or from each running daemon
+//! (`daemon::control`).
 
 use std::sync::Arc;
 
@@ -10,11 +11,11 @@ use serde::Serialize;
 use super::output::{self, Output};
 use super::CliError;
 use crate::app::App;
-use crate::audit::Actor;
 use crate::config::Config;
-use crate::control::{self, WindowUsage};
-use crate::ratelimit::Source;
-use crate::users::{self, Change};
+use crate::daemon::control::{self, WindowUsage};
+use crate::identity::accounts::Change;
+use crate::serving::ratelimit::Source;
+use crate::store::audit::Actor;
 
 #[derive(Debug, Subcommand)]
 pub enum RatelimitCommand {
@@ -58,7 +59,10 @@ struct Usage {
 pub async fn run(app: &Arc<App>, command: RatelimitCommand, out: &Output) -> Result<(), CliError> {
     match command {
         RatelimitCommand::SetTier { user, tier } => {
-            let user = users::update(app, &user, Change::Tier(tier), &Actor::cli()).await?;
+            let user = app
+                .identity
+                .update_user(&user, Change::Tier(tier), &Actor::cli())
+                .await?;
             if out.quiet && out.format == output::Format::Table {
                 return Ok(());
             }
@@ -69,7 +73,7 @@ pub async fn run(app: &Arc<App>, command: RatelimitCommand, out: &Output) -> Res
         }
         RatelimitCommand::Tiers => tiers(&app.config, out),
         RatelimitCommand::Show { user } => {
-            let user = users::show(app, &user).await?;
+            let user = app.identity.show_user(&user).await?;
             let subject = format!("u:{}", user.id);
             let usage = usage(app, &subject, &user.tier).await;
             out.emit(
@@ -204,10 +208,7 @@ async fn usage(app: &Arc<App>, subject: &str, tier: &str) -> Vec<Usage> {
         subject: subject.to_string(),
         tier: tier.to_string(),
     };
-    let state_dir = app.state_dir.clone();
-    let answers = app
-        .blocking(move |_| control::ask_all(&state_dir, &request))
-        .await;
+    let answers = control::ask_all(app.state_dir.clone(), request).await;
     answers
         .into_iter()
         .filter_map(|(pid, answer)| {

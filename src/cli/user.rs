@@ -1,4 +1,5 @@
-//! `mlapi user …` and `mlapi audit`: thin adapters over `users` and `audit`.
+//! `mlapi user …` and `mlapi audit`: thin adapters over `identity` (accounts)
+//! and `store::audit`.
 
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;
@@ -8,9 +9,10 @@ use clap::Subcommand;
 use super::output::{self, Output};
 use super::CliError;
 use crate::app::App;
-use crate::audit::{self, Action, Actor};
-use crate::auth::scopes::Role;
-use crate::users::{self, Change, NewUser, User};
+use crate::core::scopes::Role;
+use crate::core::time;
+use crate::identity::accounts::{Change, NewUser, User};
+use crate::store::audit::{self, Action, Actor};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -70,6 +72,7 @@ pub enum UserCommand {
 
 pub async fn run(app: &Arc<App>, command: UserCommand, out: &Output) -> Result<(), CliError> {
     let actor = Actor::cli();
+    let identity = &app.identity;
     match command {
         UserCommand::Add {
             username,
@@ -86,11 +89,11 @@ pub async fn run(app: &Arc<App>, command: UserCommand, out: &Output) -> Result<(
                 role,
                 tier,
             };
-            let user = users::create(app, new, &actor).await?;
-            print_user(&user, out, true)
+            let user = identity.create_user(new, &actor).await?;
+            print_user(&user, out, Quiet::Id)
         }
         UserCommand::List { limit, offset } => {
-            let list = users::list(app, limit, offset).await?;
+            let list = identity.list_users(limit, offset).await?;
             out.emit(
                 || {
                     let rows = list.iter().map(row).collect();
@@ -104,9 +107,11 @@ pub async fn run(app: &Arc<App>, command: UserCommand, out: &Output) -> Result<(
                 || &list,
             )
         }
-        UserCommand::Show { user } => print_user(&users::show(app, &user).await?, out, false),
+        UserCommand::Show { user } => {
+            print_user(&identity.show_user(&user).await?, out, Quiet::Nothing)
+        }
         UserCommand::Disable { user, yes } => {
-            let target = users::show(app, &user).await?;
+            let target = identity.show_user(&user).await?;
             if !yes
                 && !super::confirm(&format!(
                     "Disable {}? Their tokens stop working at once.",
@@ -115,27 +120,33 @@ pub async fn run(app: &Arc<App>, command: UserCommand, out: &Output) -> Result<(
             {
                 return Err(CliError::Failed("not confirmed; nothing changed".into()));
             }
-            let user = users::update(app, &target.id, Change::Disabled(true), &actor).await?;
-            print_user(&user, out, false)
+            let user = identity
+                .update_user(&target.id, Change::Disabled(true), &actor)
+                .await?;
+            print_user(&user, out, Quiet::Nothing)
         }
         UserCommand::Enable { user } => print_user(
-            &users::update(app, &user, Change::Disabled(false), &actor).await?,
+            &identity
+                .update_user(&user, Change::Disabled(false), &actor)
+                .await?,
             out,
-            false,
+            Quiet::Nothing,
         ),
         UserCommand::SetRole { user, role } => print_user(
-            &users::update(app, &user, Change::Role(role), &actor).await?,
+            &identity
+                .update_user(&user, Change::Role(role), &actor)
+                .await?,
             out,
-            false,
+            Quiet::Nothing,
         ),
         UserCommand::Passwd {
             user,
             password_stdin,
         } => {
-            let target = users::show(app, &user).await?;
+            let target = identity.show_user(&user).await?;
             let password = read_password(password_stdin)?;
-            let user = users::set_password(app, &target.id, password, &actor).await?;
-            print_user(&user, out, false)
+            let user = identity.set_password(&target.id, password, &actor).await?;
+            print_user(&user, out, Quiet::Nothing)
         }
     }
 }
@@ -147,20 +158,23 @@ fn row(u: &User) -> Vec<String> {
         u.role.to_string(),
         u.tier.clone(),
         if u.disabled { "disabled" } else { "active" }.into(),
-        rfc3339(u.created_at),
+        time::rfc3339(u.created_at),
         u.id.clone(),
     ]
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// What `--quiet` leaves of a printed user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Its id, for `ID=$(mlapi user add … -q)`.
+    Id,
+    Nothing,
 }
 
-/// Prints one user; with `--quiet`, only its id when `id_when_quiet`.
-fn print_user(user: &User, out: &Output, id_when_quiet: bool) -> Result<(), CliError> {
+/// Prints one user, or with `--quiet` what `quiet` says.
+fn print_user(user: &User, out: &Output, quiet: Quiet) -> Result<(), CliError> {
     if out.quiet && out.format == output::Format::Table {
-        if id_when_quiet {
+        if quiet == Quiet::Id {
             output::print_line(&user.id);
         }
         return Ok(());
@@ -235,7 +249,8 @@ pub async fn audit_log(
         limit,
     };
     let rows = app
-        .blocking(move |app| app.store.read(|c| audit::query(c, &query)))
+        .store
+        .run_blocking(move |store| store.read(|c| audit::query(c, &query)))
         .await?;
     out.emit(
         || {

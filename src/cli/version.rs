@@ -1,4 +1,5 @@
-//! `mlapi version …`: thin adapters over `versioning`.
+//! `mlapi version …`: thin adapters over `serving::versions` (and the pure
+//! `core::versions` for parsing).
 
 use std::sync::Arc;
 
@@ -7,9 +8,9 @@ use clap::Subcommand;
 use super::output::{self, Output};
 use super::CliError;
 use crate::app::App;
-use crate::audit::Actor;
-use crate::keys::format_time;
-use crate::versioning;
+use crate::core::time::rfc3339;
+use crate::core::versions;
+use crate::store::audit::Actor;
 
 #[derive(Debug, Subcommand)]
 pub enum VersionCommand {
@@ -40,10 +41,10 @@ pub enum VersionCommand {
 }
 
 fn parse_version(text: &str) -> Result<u8, CliError> {
-    versioning::parse(text).ok_or_else(|| {
+    versions::parse(text).ok_or_else(|| {
         CliError::Usage(format!(
             "unknown API version {text:?}; supported versions: {}",
-            versioning::supported_list()
+            versions::supported_list()
         ))
     })
 }
@@ -84,16 +85,19 @@ pub async fn run(app: &Arc<App>, command: VersionCommand, out: &Output) -> Resul
                     "mlapi: warning: version {version} is the default (api.default_version) for unversioned paths"
                 );
             }
-            if sunset_at <= crate::store::now() {
+            if sunset_at <= crate::core::time::now() {
                 eprintln!("mlapi: warning: the sunset is in the past: version {version} now answers 410 Gone");
             }
-            let l = versioning::deprecate(app, version, sunset_at, successor, link, &actor).await?;
+            let l = app
+                .versions
+                .deprecate(version, sunset_at, successor, link, &actor)
+                .await?;
             out.emit(
                 || {
                     format!(
                         "version {} deprecated; sunset {}{}",
                         l.version,
-                        format_time(l.sunset_at),
+                        rfc3339(l.sunset_at),
                         l.successor
                             .map_or(String::new(), |s| format!("; successor {s}"))
                     )
@@ -105,17 +109,17 @@ pub async fn run(app: &Arc<App>, command: VersionCommand, out: &Output) -> Resul
             api_version: version,
         } => {
             let version = parse_version(&version)?;
-            versioning::undeprecate(app, version, &actor).await?;
+            app.versions.undeprecate(version, &actor).await?;
             out.emit(
                 || format!("version {version} is current"),
                 || serde_json::json!({"version": version, "status": "current"}),
             )
         }
         VersionCommand::List => {
-            let list = versioning::list(app).await?;
+            let list = app.versions.list().await?;
             out.emit(
                 || {
-                    let when = |t: Option<i64>| t.map_or_else(|| "-".to_string(), format_time);
+                    let when = |t: Option<i64>| t.map_or_else(|| "-".to_string(), rfc3339);
                     let rows = list
                         .iter()
                         .map(|v| {

@@ -4,45 +4,44 @@
 //!
 //! Nothing here allocates more than the configured limit for a body.
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
-use warp::http::HeaderMap;
-use warp::Filter;
 
 use super::problem::{ApiError, FieldError};
 
-/// Extracts a JSON body of type `T`: 415 unless `Content-Type` is JSON, 413
-/// past `limit` bytes, 400 for malformed JSON or unknown/duplicate fields,
-/// 422 naming the field for wrong types or missing fields.
-pub fn json<T>(limit: u64) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone
-where
-    T: DeserializeOwned + Send,
-{
-    warp::header::headers_cloned()
-        .and(warp::body::stream())
-        .and_then(move |headers: HeaderMap, stream| async move {
-            json_from(&headers, stream, limit)
-                .await
-                .map_err(warp::reject::custom)
-        })
+/// A JSON body of type `T`: 415 unless `Content-Type` is JSON, 413 past
+/// `limit` bytes, 400 for malformed JSON or unknown/duplicate fields, 422
+/// naming the field for wrong types or missing fields.
+pub async fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: u64,
+) -> Result<T, ApiError> {
+    check_json_content_type(headers)?;
+    let bytes = read_limited(headers, body, limit).await?;
+    decode::<T>(&bytes)
 }
 
-/// [`json`] over any body stream: warp's, or hyper's `Body` for the
-/// prediction routes, which bypass warp's filter tree.
-pub async fn json_from<T, S, B, E>(
+/// [`json`] for a body that may be absent (no body, or `Content-Length: 0`):
+/// then `T::default()`.
+pub async fn optional_json<T: DeserializeOwned + Default>(
     headers: &HeaderMap,
-    stream: S,
+    body: Incoming,
     limit: u64,
-) -> Result<T, ApiError>
-where
-    T: DeserializeOwned,
-    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
-    B: Buf,
-{
-    check_json_content_type(headers)?;
-    let bytes = read_limited(headers, stream, limit).await?;
-    decode::<T>(&bytes)
+) -> Result<T, ApiError> {
+    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if !chunked && declared == 0 {
+        return Ok(T::default());
+    }
+    json(headers, body, limit).await
 }
 
 /// A body that may be JSON or an HTML form (the OAuth2 password flow).
@@ -52,48 +51,42 @@ pub enum Payload {
     Form(Bytes),
 }
 
-/// Extracts a JSON or `application/x-www-form-urlencoded` body, within `limit`.
-pub fn json_or_form(
+/// A JSON or `application/x-www-form-urlencoded` body, within `limit`.
+pub async fn json_or_form(
+    headers: &HeaderMap,
+    body: Incoming,
     limit: u64,
-) -> impl Filter<Extract = (Payload,), Error = warp::Rejection> + Clone {
-    warp::header::headers_cloned()
-        .and(warp::body::stream())
-        .and_then(move |headers: HeaderMap, stream| async move {
-            let form = is_form(&headers);
-            if !form {
-                check_json_content_type(&headers).map_err(|_| {
-                    warp::reject::custom(ApiError::UnsupportedMediaType(
-                        "send JSON (Content-Type: application/json) or a form (application/x-www-form-urlencoded)"
-                            .into(),
-                    ))
-                })?;
-            }
-            let bytes = read_limited(&headers, stream, limit)
-                .await
-                .map_err(warp::reject::custom)?;
-            Ok::<_, warp::Rejection>(if form { Payload::Form(bytes) } else { Payload::Json(bytes) })
-        })
+) -> Result<Payload, ApiError> {
+    let form = is_form(headers);
+    if !form {
+        check_json_content_type(headers).map_err(|_| {
+            ApiError::UnsupportedMediaType(
+                "send JSON (Content-Type: application/json) or a form (application/x-www-form-urlencoded)"
+                    .into(),
+            )
+        })?;
+    }
+    let bytes = read_limited(headers, body, limit).await?;
+    Ok(if form {
+        Payload::Form(bytes)
+    } else {
+        Payload::Json(bytes)
+    })
 }
 
-/// Extracts a form body only (RFC 6749 token requests).
-pub fn form(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
-    warp::header::headers_cloned()
-        .and(warp::body::stream())
-        .and_then(move |headers: HeaderMap, stream| async move {
-            if !is_form(&headers) {
-                return Err(warp::reject::custom(ApiError::UnsupportedMediaType(
-                    "send the request as Content-Type: application/x-www-form-urlencoded".into(),
-                )));
-            }
-            read_limited(&headers, stream, limit)
-                .await
-                .map_err(warp::reject::custom)
-        })
+/// A form body only (RFC 6749 token requests).
+pub async fn form(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
+    if !is_form(headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the request as Content-Type: application/x-www-form-urlencoded".into(),
+        ));
+    }
+    read_limited(headers, body, limit).await
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
     headers
-        .get(warp::http::header::CONTENT_TYPE)
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| {
@@ -119,7 +112,7 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         )
     };
     let value = headers
-        .get(warp::http::header::CONTENT_TYPE)
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(wrong)?;
     let mut parts = value.split(';').map(str::trim);
@@ -151,39 +144,30 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads the body, refusing early when `Content-Length` is over the limit and
 /// stopping as soon as a chunked body passes it.
-async fn read_limited<S, B, E>(
-    headers: &HeaderMap,
-    stream: S,
-    limit: u64,
-) -> Result<Bytes, ApiError>
-where
-    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
-    B: Buf,
-{
+async fn read_limited(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit };
     let declared = headers
-        .get(warp::http::header::CONTENT_LENGTH)
+        .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    let mut stream = stream;
-    while let Some(chunk) = stream.next().await {
-        let mut chunk =
-            chunk.map_err(|_| ApiError::BadRequest("the request body could not be read".into()))?;
-        if body.len() as u64 + chunk.remaining() as u64 > limit {
+    let mut collected = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ApiError::BadRequest("the request body could not be read".into()))?;
+        // Trailers carry no body bytes.
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if collected.len() as u64 + chunk.len() as u64 > limit {
             return Err(too_large);
         }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            let n = piece.len();
-            body.extend_from_slice(piece);
-            chunk.advance(n);
-        }
+        collected.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok(collected.freeze())
 }
 
 /// Decodes JSON, separating malformed documents (400) from well-formed ones
@@ -244,6 +228,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             Category::Data => ApiError::BadRequest(format!("{message} (at `{path}`)")),
             Category::Eof => ApiError::BadRequest("malformed JSON: the body ended early".into()),
+            // The document is well-formed (checked above): serde_json reports
+            // some wrong shapes (a number where an enum's name belongs) as
+            // syntax, and those are a field to correct.
+            Category::Syntax if message == "expected value" => {
+                ApiError::Validation(vec![FieldError {
+                    field: path.trim_start_matches('.').to_string(),
+                    message: "invalid type or value".into(),
+                }])
+            }
             Category::Syntax | Category::Io => {
                 ApiError::BadRequest(format!("malformed JSON: {message}"))
             }
@@ -314,6 +307,20 @@ mod tests {
         );
         match decode::<Req>(br#"{"name":"a","count":-1}"#).unwrap_err() {
             ApiError::Validation(errors) => assert_eq!(errors[0].field, "count"),
+            other => panic!("expected 422, got {other:?}"),
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Kind {
+            A,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct WithKind {
+            kind: Kind,
+        }
+        match decode::<WithKind>(br#"{"kind": 5}"#).unwrap_err() {
+            ApiError::Validation(errors) => assert_eq!(errors[0].field, "kind"),
             other => panic!("expected 422, got {other:?}"),
         }
         match decode::<Req>(br#"{}"#).unwrap_err() {

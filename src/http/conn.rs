@@ -10,12 +10,12 @@
 //!
 //! The guard costs one timer per connection, re-armed once per period, a
 //! relaxed atomic load per read and three uncontended atomic updates per
-//! request. hyper's own guard (`http1_header_read_timeout`) re-arms a timer
-//! twice on every request, which cost 1.5–2 % of a cached prediction's
-//! throughput (BENCHMARKS.md).
+//! request. hyper's own guard (`header_read_timeout`) re-arms a timer
+//! twice on every request, which measured slower on the hot path.
 //!
 //! This module reads no bytes and knows nothing of HTTP: the middleware
-//! tells it when a request starts and ends ([`Activity::begin`]).
+//! tells it when a request starts and ends ([`Activity::begin`]). The
+//! daemon's accept loop wraps every accepted socket in [`Guarded`].
 
 use std::future::Future;
 use std::io;
@@ -27,36 +27,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use warp::hyper::server::accept::Accept;
-use warp::hyper::server::conn::{AddrIncoming, AddrStream};
-
-/// The listener: hyper's, with every connection wrapped in [`Guarded`].
-pub struct Incoming {
-    inner: AddrIncoming,
-    period: Duration,
-}
-
-impl Incoming {
-    pub fn new(inner: AddrIncoming, period: Duration) -> Self {
-        Self { inner, period }
-    }
-}
-
-impl Accept for Incoming {
-    type Conn = Guarded;
-    type Error = io::Error;
-
-    fn poll_accept(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Guarded, io::Error>>> {
-        let period = self.period;
-        Pin::new(&mut self.inner)
-            .poll_accept(cx)
-            .map(|accepted| accepted.map(|io| io.map(|io| Guarded::new(io, period))))
-    }
-}
 
 /// What the requests on one connection report to its guard.
 #[derive(Debug, Default)]
@@ -87,7 +59,8 @@ impl Drop for InFlight<'_> {
 
 /// A client connection under the guard.
 pub struct Guarded {
-    io: AddrStream,
+    io: TcpStream,
+    peer: SocketAddr,
     activity: Arc<Activity>,
     period: Duration,
     timer: Pin<Box<Sleep>>,
@@ -100,9 +73,10 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn new(io: AddrStream, period: Duration) -> Self {
+    pub fn new(io: TcpStream, peer: SocketAddr, period: Duration) -> Self {
         Self {
             io,
+            peer,
             activity: Arc::default(),
             period,
             timer: Box::pin(tokio::time::sleep(period)),
@@ -113,7 +87,7 @@ impl Guarded {
     }
 
     pub fn remote_addr(&self) -> SocketAddr {
-        self.io.remote_addr()
+        self.peer
     }
 
     pub fn activity(&self) -> Arc<Activity> {

@@ -1,48 +1,43 @@
 //! Rate limits at the HTTP boundary: which subject and windows a request
 //! counts against, and the headers that describe the decision.
 //!
-//! The decision is made by `ratelimit::Limiter`; this module only maps a
+//! The decision is made by `serving::ratelimit::Limiter`; this module only maps a
 //! request to it and the result to `X-RateLimit-*`, `RateLimit-Policy`,
 //! `RateLimit` (draft-ietf-httpapi-ratelimit-headers) and 429s.
 
-use std::sync::Arc;
+use std::net::IpAddr;
 
-use warp::http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::middleware::RequestContext;
 use crate::app::App;
-use crate::auth::Principal;
-use crate::error::Error;
-use crate::ratelimit::{Decision, Group, Window};
+use crate::core::error::Error;
+use crate::core::groups::Group;
+use crate::identity::Principal;
+use crate::serving::ratelimit::{Decision, Window};
 
 /// Counts a request by an authenticated caller: the subject is the user, so
 /// all of a user's keys and tokens share one budget.
-pub async fn limit_user(
-    app: &App,
-    ctx: &RequestContext,
-    p: &Principal,
-    group: Group,
-) -> Result<(), Error> {
+pub async fn user(app: &App, p: &Principal, group: Group) -> Result<Decision, Error> {
     let windows = app.limiter.policies.windows(&p.user.tier, group);
     let mut subject = String::with_capacity(2 + p.user.id.len());
     subject.push_str("u:");
     subject.push_str(&p.user.id);
-    check(app, ctx, &subject, &windows).await
+    check(app, &subject, &windows).await
 }
 
 /// Counts a request on an anonymous route (register, login, token, refresh)
 /// by client IP (`X-Forwarded-For` only from trusted proxies).
-pub async fn limit_anonymous(app: &App, ctx: &RequestContext) -> Result<(), Error> {
+pub async fn anonymous(app: &App, client_ip: IpAddr) -> Result<Decision, Error> {
     let windows = app.limiter.policies.anonymous();
-    check(app, ctx, &anonymous_subject(ctx.client_ip), &windows).await
+    check(app, &anonymous_subject(client_ip), &windows).await
 }
 
 /// One bucket per IPv4 address, and per IPv6 /64: a client holding a /64
 /// (the usual smallest allocation) cannot rotate addresses to escape it.
-fn anonymous_subject(ip: std::net::IpAddr) -> String {
+fn anonymous_subject(ip: IpAddr) -> String {
     match ip {
-        std::net::IpAddr::V4(v4) => format!("ip:{v4}"),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => format!("ip:{v4}"),
             None => {
                 let s = v6.segments();
@@ -52,30 +47,21 @@ fn anonymous_subject(ip: std::net::IpAddr) -> String {
     }
 }
 
-async fn check(
-    app: &App,
-    ctx: &RequestContext,
-    subject: &str,
-    windows: &[Window],
-) -> Result<(), Error> {
-    let decision = app
-        .limiter
+/// The decision, or why none could be made (the limiter's store is down and
+/// `ratelimit.on_redis_error = "deny"`).
+async fn check(app: &App, subject: &str, windows: &[Window]) -> Result<Decision, Error> {
+    app.limiter
         .check(subject, windows)
         .await
-        .map_err(|e| Error::Unavailable(format!("{e}; retry shortly")))?;
-    let allowed = decision.allowed;
-    let retry_after = decision.retry_after();
-    let violated: Vec<String> = decision.violated().into_iter().map(String::from).collect();
-    // The middleware turns it into headers on whatever response follows.
-    let _ = ctx.limits.set(decision);
-    if allowed {
-        Ok(())
-    } else {
-        Err(Error::RateLimited {
-            retry_after: retry_after.as_secs_f64().ceil() as u64,
-            violated,
-        })
-    }
+        .map_err(|e| Error::Unavailable(format!("{e}; retry shortly")))
+}
+
+/// The 429 a refused decision becomes; `None` when it allowed the request.
+pub fn refusal(decision: &Decision) -> Option<Error> {
+    (!decision.allowed).then(|| Error::RateLimited {
+        retry_after: decision.retry_after().as_secs_f64().ceil() as u64,
+        violated: decision.violated().into_iter().map(String::from).collect(),
+    })
 }
 
 /// The headers for a decision. `X-RateLimit-Reset` counts from when the
@@ -131,13 +117,10 @@ fn number(buf: &mut itoa::Buffer, n: u64) -> HeaderValue {
     HeaderValue::from_str(buf.format(n)).expect("digits are valid header text")
 }
 
-/// The slot a request's decision is left in for the middleware.
-pub type Slot = Arc<std::sync::OnceLock<Decision>>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ratelimit::{decide, Source};
+    use crate::serving::ratelimit::{decide, Source};
     use std::time::Duration;
 
     #[test]

@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from
-//! `http::ROUTES` so it grows with every route. Schemas for bodies live here.
+//! `http::routes::ROUTES` so it grows with every route. Schemas for bodies live here.
 
 use serde_json::{json, Map, Value};
 
-use super::ROUTES;
+use super::routes::{Credential, Limit, ROUTES};
 
 /// Responses any route can produce, whatever it declares.
 const COMMON: &[(u16, &str)] = &[
@@ -15,20 +15,21 @@ const COMMON: &[(u16, &str)] = &[
 
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for route in ROUTES {
+    for route in &ROUTES {
+        let doc = &route.doc;
         let mut responses = Map::new();
-        // Every API route is rate limited (per user, or per IP when anonymous).
-        let limited: &[(u16, &str)] = if route.path.starts_with("/api/") {
+        // A limited route can refuse (429) or lose its limiter (503).
+        let limited: &[(u16, &str)] = if route.limit != Limit::None {
             &[(429, "Problem"), (503, "Problem")]
         } else {
             &[]
         };
-        for (status, schema) in route.responses.iter().chain(COMMON).chain(limited) {
+        for (status, schema) in doc.responses.iter().chain(COMMON).chain(limited) {
             let key = status.to_string();
             if responses.contains_key(&key) {
                 continue;
             }
-            let description = warp::http::StatusCode::from_u16(*status)
+            let description = http::StatusCode::from_u16(*status)
                 .ok()
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("Response");
@@ -49,9 +50,9 @@ pub fn document() -> Value {
             responses.insert(key, response);
         }
         let mut operation = json!({
-            "operationId": route.operation_id,
-            "summary": route.summary,
-            "tags": [route.tag],
+            "operationId": doc.operation_id,
+            "summary": doc.summary,
+            "tags": [doc.tag],
             "responses": responses,
         });
         let parameters: Vec<Value> = route
@@ -63,18 +64,13 @@ pub fn document() -> Value {
         if !parameters.is_empty() {
             operation["parameters"] = json!(parameters);
         }
-        if route.path.starts_with("/api/")
-            && !matches!(
-                route.operation_id,
-                "register" | "login" | "token" | "refresh"
-            )
-        {
+        if route.credential != Credential::None {
             operation["security"] = json!([{"bearer": []}, {"apiKey": []}]);
         }
         let item = paths
             .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
-        item[route.method.to_ascii_lowercase()] = operation;
+        item[route.method.as_str().to_ascii_lowercase()] = operation;
     }
     json!({
         "openapi": "3.1.0",

@@ -5,22 +5,23 @@
 //! Messages here are shown to clients: they must never echo a submitted
 //! secret, a file path, SQL, or a panic message.
 
+use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use warp::http::{header, HeaderValue, StatusCode};
-use warp::hyper::Body;
 
-use crate::error::Error;
+use crate::core::error::Error;
 use crate::store::StoreError;
 
-pub type Response = warp::http::Response<Body>;
+/// Every answer the daemon sends: warp's response type (a boxed body, so
+/// fixed, streamed and upgraded answers share one type).
+pub type Response = warp::reply::Response;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const JSON: &str = "application/json";
 /// Problem type of draft-ietf-httpapi-ratelimit-headers for a refused request.
 pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
-pub use crate::error::FieldError;
+pub use crate::core::error::FieldError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -37,7 +38,7 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("invalid request: {}", crate::error::describe(.0))]
+    #[error("invalid request: {}", crate::core::error::describe(.0))]
     Validation(Vec<FieldError>),
     /// 401. `presented`: a credential was sent but refused (RFC 6750 `invalid_token`).
     #[error("{detail}")]
@@ -84,7 +85,56 @@ pub enum ApiError {
     Internal,
 }
 
-impl warp::reject::Reject for ApiError {}
+impl ApiError {
+    /// A library error in the OAuth2 token endpoint's format (RFC 6749
+    /// §5.2): the same refusals as everywhere else, other words.
+    pub fn oauth(e: Error) -> ApiError {
+        let oauth = |status: u16, error: &'static str, description: String| ApiError::OAuth {
+            status,
+            error,
+            description,
+            retry_after_secs: None,
+        };
+        match e {
+            Error::InvalidCredentials | Error::Unauthenticated { .. } => {
+                oauth(400, "invalid_grant", e.to_string())
+            }
+            Error::InvalidScope(_) => oauth(400, "invalid_scope", e.to_string()),
+            Error::Invalid(_) => oauth(400, "invalid_request", e.to_string()),
+            Error::Locked { retry_after } | Error::RateLimited { retry_after, .. } => {
+                ApiError::OAuth {
+                    status: 429,
+                    error: if matches!(e, Error::Locked { .. }) {
+                        "invalid_grant"
+                    } else {
+                        "invalid_request"
+                    },
+                    description: e.to_string(),
+                    retry_after_secs: Some(retry_after.max(1)),
+                }
+            }
+            Error::Overloaded { retry_after } => ApiError::OAuth {
+                status: 503,
+                error: "temporarily_unavailable",
+                description: e.to_string(),
+                retry_after_secs: Some(retry_after.max(1)),
+            },
+            other => match ApiError::from(other) {
+                ApiError::Unavailable {
+                    detail,
+                    retry_after_secs,
+                    ..
+                } => ApiError::OAuth {
+                    status: 503,
+                    error: "temporarily_unavailable",
+                    description: detail,
+                    retry_after_secs: Some(retry_after_secs),
+                },
+                _ => oauth(500, "server_error", "internal error".into()),
+            },
+        }
+    }
+}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -261,7 +311,7 @@ pub fn json_response(status: StatusCode, content_type: &str, body: &impl Seriali
 
 /// [`json_response`] for a body that is JSON text already.
 pub fn json_text_response(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(bytes));
+    let mut response = Response::new(bytes.into());
     *response.status_mut() = status;
     let value = if content_type == PROBLEM_JSON {
         HeaderValue::from_static("application/problem+json; charset=utf-8")
@@ -280,27 +330,6 @@ pub fn json_text_response(status: StatusCode, content_type: &str, bytes: Vec<u8>
 /// About how many headers a response ends up with.
 const RESPONSE_HEADERS: usize = 24;
 
-/// Turns warp's own rejections (routing) and ours (body extraction) into problems.
-pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
-    let error = if let Some(e) = rejection.find::<ApiError>() {
-        e.clone()
-    } else if rejection.is_not_found() {
-        ApiError::NotFound
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        ApiError::BadRequest(format!("invalid query string: {e}"))
-    } else if rejection.find::<warp::reject::InvalidHeader>().is_some()
-        || rejection.find::<warp::reject::MissingHeader>().is_some()
-    {
-        ApiError::BadRequest("a required header is missing or malformed".into())
-    } else {
-        tracing::error!(?rejection, "unhandled rejection");
-        ApiError::Internal
-    };
-    Ok(error.into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,8 +339,9 @@ mod tests {
             .build()
             .unwrap();
         let bytes = runtime
-            .block_on(warp::hyper::body::to_bytes(response.into_body()))
-            .unwrap();
+            .block_on(http_body_util::BodyExt::collect(response.into_body()))
+            .unwrap()
+            .to_bytes();
         serde_json::from_slice(&bytes).unwrap()
     }
 

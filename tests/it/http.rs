@@ -77,7 +77,7 @@ fn rejections_are_problems_with_security_headers() {
 
 #[test]
 fn request_ids_are_echoed_when_sane() {
-    let daemon = Setup::new("").start();
+    let daemon = Setup::new("").start_process();
     let r = send(
         daemon
             .request("GET", "/health")
@@ -289,7 +289,7 @@ fn cors_allows_only_configured_origins() {
 
 #[test]
 fn forwarded_for_is_believed_only_from_trusted_proxies() {
-    let daemon = Setup::new("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").start();
+    let daemon = Setup::new("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").start_process();
     let r = send(
         daemon
             .request("GET", "/health")
@@ -314,7 +314,7 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert!(line.contains("client=198.51.100.7"), "{line}");
 
     // From an untrusted peer the header is ignored, malformed or not.
-    let daemon = Setup::new("").start();
+    let daemon = Setup::new("").start_process();
     assert_eq!(
         send(
             daemon
@@ -331,14 +331,15 @@ fn openapi_documents_every_route_and_every_route_answers() {
     let daemon = Setup::new("").start();
     let doc = daemon.get("/openapi.json").json();
     assert_eq!(doc["openapi"], "3.1.0");
-    for route in mlapi::http::ROUTES {
-        let op = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
+    for route in &mlapi::http::routes::ROUTES {
+        let method = route.method.as_str();
+        let op = &doc["paths"][route.path][method.to_ascii_lowercase()];
         assert_eq!(
-            op["operationId"], route.operation_id,
+            op["operationId"], route.doc.operation_id,
             "{} {}",
             route.method, route.path
         );
-        let r = send(daemon.request(route.method, route.path));
+        let r = send(daemon.request(method, route.path));
         assert!(
             r.status != 404 && r.status != 405,
             "{} {} answered {}",

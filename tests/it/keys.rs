@@ -46,7 +46,7 @@ fn cli_json(setup: &Setup, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn add_user(setup: &Setup, name: &str, role: &str) {
+pub fn add_user(setup: &Setup, name: &str, role: &str) {
     let email = format!("{name}@example.com");
     let out = cli_with_stdin(
         setup,
@@ -187,7 +187,7 @@ fn keys_authenticate_by_either_header_and_refusals_are_indistinguishable() {
     // Malformed, one character off, unknown, expired, revoked: one answer.
     let mut off_by_one = key.clone().into_bytes();
     off_by_one[20] = if off_by_one[20] == b'x' { b'y' } else { b'x' };
-    let unknown = mlapi::keys::generate();
+    let unknown = mlapi::identity::keys::generate();
     let expiring = cli_key(&setup, "testuser", &["--expires", "1s"]);
     let revoked = cli_key(&setup, "testuser", &[]);
     let out = setup.cli(&["key", "revoke", &revoked[..16], "--yes"]);
@@ -478,7 +478,7 @@ fn usage_is_counted_and_survives_a_graceful_restart() {
     let setup = Setup::new(&auth_config("key_usage_flush_secs = 3600"));
     add_user(&setup, "counter", "user");
     let key = cli_key(&setup, "counter", &[]);
-    let mut d = setup.start();
+    let mut d = setup.start_process();
     for _ in 0..7 {
         assert_eq!(me_status(&d, &key), 200);
     }
@@ -501,7 +501,7 @@ fn usage_is_counted_and_survives_a_graceful_restart() {
         .sum();
     assert_eq!(by_day, 7);
 
-    let mut d = setup.start();
+    let mut d = setup.start_process();
     for _ in 0..5 {
         assert_eq!(me_status(&d, &key), 200);
     }

@@ -1,0 +1,97 @@
+//! The daemon's background tasks. Each runs until the stop signal of
+//! [`start`] turns true; `daemon::run` joins them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::app::App;
+use crate::store;
+
+/// How often the daemon looks for changes made by other processes (the CLI,
+/// other daemons on the same database). Keeps "within 1 second" true.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Starts the state watcher, the usage flush, the Redis reconnect loop
+/// (with Redis) and the control socket.
+pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    set.spawn(until_stopped(stop.clone(), watch_state(Arc::clone(app))));
+    set.spawn(until_stopped(
+        stop.clone(),
+        flush_usage_periodically(Arc::clone(app)),
+    ));
+    if let Some(remote) = app.remote.clone() {
+        set.spawn(until_stopped(stop.clone(), async move {
+            remote.keep_connected().await
+        }));
+    }
+    let (app, path) = (Arc::clone(app), control.to_path_buf());
+    set.spawn(until_stopped(stop, async move {
+        if let Err(e) = super::control::listen(app, path.clone()).await {
+            tracing::warn!(error = %e, path = %path.display(), "control socket unavailable; `mlapi ratelimit show` cannot see this daemon");
+        }
+    }));
+    set
+}
+
+/// Runs `task` until it ends or `stop` turns true.
+async fn until_stopped(
+    mut stop: watch::Receiver<bool>,
+    task: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        () = task => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+}
+
+/// Reloads the in-memory directory and API-version lifecycles whenever the
+/// state version moves, and applies operator cache flushes.
+async fn watch_state(app: Arc<App>) {
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.identity.refresh_directory().await;
+        app.versions.refresh().await;
+        let flushing = Arc::clone(&app);
+        if let Err(e) = store::blocking(move || flushing.flushes.apply_new(&flushing.cache)).await {
+            tracing::warn!(error = %e, "could not read cache flushes; will retry");
+        }
+    }
+}
+
+/// Writes API-key usage counted in memory every `auth.key_usage_flush_secs`.
+async fn flush_usage_periodically(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(app.config.auth.key_usage_flush_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.identity.flush_usage().await {
+            tracing::warn!(error = %e, "could not write API-key usage; keeping it for the next try");
+        }
+    }
+}
+
+/// SIGHUP: re-read the config; keep the old settings if the new file is bad.
+pub(super) async fn reload_on_hangup(app: Arc<App>, mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        let reloading = Arc::clone(&app);
+        match store::blocking(move || reloading.reload()).await {
+            Ok(restart) if restart.is_empty() => tracing::info!("configuration reloaded"),
+            Ok(restart) => tracing::warn!(
+                sections = %restart.join(", "),
+                "configuration reloaded; changes to these sections take effect after a restart"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; keeping the running settings")
+            }
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    }
+}

@@ -1,0 +1,20 @@
+//! The handlers the route table (`http::routes`) points at. Each decodes
+//! its request (body, query, path parameters), calls a library service and
+//! encodes the answer; credential, scope and rate limit were checked by the
+//! pipeline before it runs.
+
+pub mod debug;
+pub mod identity;
+pub mod keys;
+pub mod models;
+pub mod ops;
+
+use http::StatusCode;
+
+use super::problem::Response;
+
+pub(super) fn no_content() -> Response {
+    let mut response = Response::new(bytes::Bytes::new().into());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}

@@ -1,0 +1,74 @@
+//! Operations endpoints: liveness, readiness, the OpenAPI document.
+
+use std::sync::OnceLock;
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::http::openapi;
+use crate::http::pipeline::Call;
+use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
+
+pub async fn health(call: Call) -> Result<Response, ApiError> {
+    let app = call.app();
+    let mut body = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": app.started.elapsed().as_secs(),
+    });
+    // Liveness never fails on Redis; it only says that it is down.
+    if let Some(remote) = &app.remote {
+        let up = remote.is_up();
+        body["redis"] = json!(if up { "connected" } else { "unreachable" });
+        if !up {
+            body["status"] = json!("degraded");
+        }
+    }
+    Ok(json_response(StatusCode::OK, JSON, &body))
+}
+
+pub async fn ready(call: Call) -> Result<Response, ApiError> {
+    let checks = call.app().readiness().await;
+    let map: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|c| {
+            let mut check = json!({"ok": c.ok, "detail": c.detail});
+            if c.degraded {
+                check["degraded"] = json!(true);
+            }
+            (c.name.to_string(), check)
+        })
+        .collect();
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if failing.is_empty() {
+        let status = if checks.iter().any(|c| c.degraded) {
+            "degraded"
+        } else {
+            "ready"
+        };
+        return Ok(json_response(
+            StatusCode::OK,
+            JSON,
+            &json!({"status": status, "checks": map}),
+        ));
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("checks".into(), serde_json::Value::Object(map));
+    Err(ApiError::Unavailable {
+        detail: format!("not ready: {}", failing.join("; ")),
+        retry_after_secs: 5,
+        extra,
+    })
+}
+
+pub async fn openapi(_call: Call) -> Result<Response, ApiError> {
+    // The document depends only on the route table: built once.
+    static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
+    let text = DOCUMENT
+        .get_or_init(|| serde_json::to_vec(&openapi::document()).expect("the document serializes"));
+    Ok(json_text_response(StatusCode::OK, JSON, text.clone()))
+}

@@ -1,0 +1,407 @@
+//! The one route table. Every request the daemon answers goes through a row
+//! of it: the row says which credential the route takes, which scope it
+//! needs, which rate-limit group it counts against, how its errors are
+//! written, and which handler answers. `http::pipeline` runs the shared
+//! steps from the row; 404/405 with `Allow`, CORS preflights and
+//! `/openapi.json` are derived from the same rows, so they cannot drift.
+//!
+//! To add a route: write the handler in `http::handlers`, add one row here.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::Method;
+
+use super::handlers::{debug, identity, keys, models, ops};
+use super::pipeline::Call;
+use super::problem::{ApiError, Response};
+use crate::core::groups::Group;
+use crate::core::scopes::Scope;
+use crate::FastMap;
+
+/// What a handler returns; boxed so that rows of one table can hold them.
+pub type Reply = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send>>;
+pub type Handler = fn(Call) -> Reply;
+
+/// What a caller must present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// Nothing: public or anonymous routes.
+    None,
+    /// A JWT access token or an API key (`Authorization: Bearer` or `X-API-Key`).
+    TokenOrKey,
+    /// A JWT access token only: an API key gets 403 (it cannot mint,
+    /// rotate or revoke keys: catalog K7, K8).
+    Session,
+}
+
+/// Which budget a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Not limited (operations endpoints, debug routes).
+    None,
+    /// Per client IP (`X-Forwarded-For` only from trusted proxies):
+    /// anonymous routes.
+    ClientIp,
+    /// Per user, by tier, for this endpoint group: all of a user's keys and
+    /// tokens share one budget.
+    User(Group),
+}
+
+/// How the route writes its refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Errors {
+    /// RFC 9457 problem documents (every route but one).
+    Problem,
+    /// RFC 6749 §5.2 (the OAuth2 token endpoint).
+    OAuth,
+}
+
+/// What `/openapi.json` says of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct Doc {
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// Statuses this route can answer besides the ones every route can, and
+    /// the schema of each (empty: none, or `Problem` for an error).
+    pub responses: &'static [(u16, &'static str)],
+}
+
+pub struct Route {
+    pub method: Method,
+    /// `{name}` marks a path parameter; handlers read them in order.
+    pub path: &'static str,
+    pub credential: Credential,
+    pub scope: Option<Scope>,
+    pub limit: Limit,
+    pub errors: Errors,
+    pub handler: Handler,
+    pub doc: Doc,
+}
+
+/// A handler as a table entry.
+macro_rules! handler {
+    ($f:path) => {
+        |call| Box::pin($f(call))
+    };
+}
+
+/// A protected route: token or key, a scope (or none), the user's limit.
+const fn caller(scope: Option<Scope>, group: Group) -> (Credential, Option<Scope>, Limit) {
+    (Credential::TokenOrKey, scope, Limit::User(group))
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $access:expr, $errors:ident, $handler:path,
+     $op:literal, $tag:literal, $summary:literal, [$($status:literal => $schema:literal),* $(,)?]) => {{
+        let (credential, scope, limit) = $access;
+        Route {
+            method: Method::$method,
+            path: $path,
+            credential,
+            scope,
+            limit,
+            errors: Errors::$errors,
+            handler: handler!($handler),
+            doc: Doc {
+                operation_id: $op,
+                summary: $summary,
+                tag: $tag,
+                responses: &[$(($status, $schema)),*],
+            },
+        }
+    }};
+}
+
+const PUBLIC: (Credential, Option<Scope>, Limit) = (Credential::None, None, Limit::None);
+const ANONYMOUS: (Credential, Option<Scope>, Limit) = (Credential::None, None, Limit::ClientIp);
+const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scope>, Limit) {
+    (Credential::Session, scope, Limit::User(group))
+}
+
+/// The public API, in the order `/openapi.json` lists it.
+pub static ROUTES: [Route; 21] = [
+    route!(GET "/health", PUBLIC, Problem, ops::health,
+        "health", "operations", "Liveness: the process is up and answering.",
+        [200 => "Health"]),
+    route!(GET "/ready", PUBLIC, Problem, ops::ready,
+        "ready", "operations", "Readiness: the database (and Redis, when configured) answer.",
+        [200 => "Ready", 503 => "Problem"]),
+    route!(GET "/openapi.json", PUBLIC, Problem, ops::openapi,
+        "openapi", "operations", "This OpenAPI 3.1 document.",
+        [200 => ""]),
+    route!(POST "/api/v1/auth/register", ANONYMOUS, Problem, identity::register,
+        "register", "auth", "Create an account (role user, the default tier). JSON {username, email, password}.",
+        [201 => "User", 403 => "Problem", 409 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
+    route!(POST "/api/v1/auth/login", ANONYMOUS, Problem, identity::login,
+        "login", "auth", "Password login, JSON or OAuth2 form (username, password, optional scope). Returns a token pair.",
+        [200 => "TokenPair", 401 => "Problem", 403 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem", 503 => "Problem"]),
+    route!(POST "/api/v1/auth/token", ANONYMOUS, OAuth, identity::token,
+        "token", "auth", "OAuth2 token endpoint (form): grant_type=password or refresh_token. Errors per RFC 6749 §5.2.",
+        [200 => "TokenPair", 400 => "OAuthError", 415 => "Problem", 429 => "OAuthError", 503 => "OAuthError"]),
+    route!(POST "/api/v1/auth/refresh", ANONYMOUS, Problem, identity::refresh,
+        "refresh", "auth", "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
+        [200 => "TokenPair", 401 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
+    route!(POST "/api/v1/auth/logout", caller(None, Group::Auth), Problem, identity::logout,
+        "logout", "auth", "End the session of the presented access token, on every daemon.",
+        [204 => "", 401 => "Problem"]),
+    route!(POST "/api/v1/auth/api-keys", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::create,
+        "createApiKey", "api-keys", "Create an API key (signed-in user, scope keys:write). JSON {name, scopes?, expires_at?}. The key is shown once.",
+        [201 => "CreatedKey", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
+    route!(GET "/api/v1/auth/api-keys", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::list,
+        "listApiKeys", "api-keys", "The caller's API keys with usage; never the secret.",
+        [200 => "", 401 => "Problem", 403 => "Problem"]),
+    route!(DELETE "/api/v1/auth/api-keys/{id}", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::revoke,
+        "revokeApiKey", "api-keys", "Revoke one of the caller's keys (id or display prefix); refused everywhere within a second.",
+        [204 => "", 401 => "Problem", 403 => "Problem"]),
+    route!(POST "/api/v1/auth/api-keys/{id}/rotate", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::rotate,
+        "rotateApiKey", "api-keys", "Replace a key (same name and scopes). JSON {grace_seconds?}: the old key works that long (default 0).",
+        [201 => "CreatedKey", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
+    route!(DELETE "/api/v1/admin/api-keys/{id}", session(Some(Scope::Admin), Group::Admin), Problem, keys::admin_revoke,
+        "adminRevokeApiKey", "admin", "Revoke any user's key (scope admin).",
+        [204 => "", 401 => "Problem", 403 => "Problem"]),
+    route!(POST "/api/v1/predict", caller(Some(Scope::PredictRead), Group::Predict), Problem, models::predict_v1,
+        "predictV1", "predict", "Predict one input (scope predict:read). JSON {features: [number, …], model?}.",
+        [200 => "PredictionV1", 401 => "Problem", 403 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 503 => "Problem", 504 => "Problem"]),
+    route!(POST "/api/v2/predict", caller(Some(Scope::PredictRead), Group::Predict), Problem, models::predict_v2,
+        "predictV2", "predict", "Predict one input ({features}) or a batch ({instances}) with confidence, probabilities and an occlusion explanation (explain, default true).",
+        [200 => "PredictionV2", 401 => "Problem", 403 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 503 => "Problem", 504 => "Problem"]),
+    route!(GET "/api/v1/models", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::list,
+        "listModels", "models", "The served models (scope models:read): name, version, digest, input size, labels, backend, status.",
+        [200 => "", 401 => "Problem", 403 => "Problem"]),
+    route!(GET "/api/v1/models/{name}", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::show,
+        "getModel", "models", "One model (scope models:read).",
+        [200 => "Model", 401 => "Problem", 403 => "Problem"]),
+    route!(GET "/api/v1/users/me", caller(None, Group::Auth), Problem, identity::me,
+        "me", "users", "The caller's account and the scopes of the presented credential.",
+        [200 => "User", 401 => "Problem"]),
+    route!(GET "/api/v1/admin/users", caller(Some(Scope::Admin), Group::Admin), Problem, identity::admin_list,
+        "adminListUsers", "admin", "List accounts (scope admin). Query: limit (1-1000, default 100), offset.",
+        [200 => "", 401 => "Problem", 403 => "Problem"]),
+    route!(GET "/api/v1/admin/users/{id}", caller(Some(Scope::Admin), Group::Admin), Problem, identity::admin_get,
+        "adminGetUser", "admin", "One account by id or username (scope admin).",
+        [200 => "User", 401 => "Problem", 403 => "Problem"]),
+    route!(PATCH "/api/v1/admin/users/{id}", caller(Some(Scope::Admin), Group::Admin), Problem, identity::admin_patch,
+        "adminUpdateUser", "admin", "Change an account's role, tier or disabled flag (scope admin). JSON {role?, tier?, disabled?}.",
+        [200 => "User", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
+];
+
+/// Test-only routes, mounted when `debug.test_routes = true`; not in
+/// `/openapi.json`.
+pub static DEBUG_ROUTES: [Route; 3] = [
+    route!(GET "/debug/sleep", PUBLIC, Problem, debug::sleep,
+        "debugSleep", "debug", "Answers after `ms` milliseconds (tests graceful shutdown).",
+        [200 => ""]),
+    route!(GET "/debug/panic", PUBLIC, Problem, debug::panic,
+        "debugPanic", "debug", "Panics inside a handler (tests the last-resort handler).",
+        [500 => "Problem"]),
+    route!(POST "/debug/echo", PUBLIC, Problem, debug::echo,
+        "debugEcho", "debug", "Echoes a small JSON document (tests body handling).",
+        [200 => "", 400 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem"]),
+];
+
+/// Whether the test-only routes (`DEBUG_ROUTES`) are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugRoutes {
+    Absent,
+    /// `debug.test_routes = true`; never in production.
+    Mounted,
+}
+
+/// What a path and method select.
+pub enum Match<'r> {
+    Found(&'r Route, Vec<String>),
+    /// The path exists, not with this method: 405 with `Allow`.
+    WrongMethod,
+    NotFound,
+}
+
+/// The table as this process serves it, indexed for dispatch: exact paths
+/// by hash, templated paths by segment.
+pub struct Router {
+    routes: Vec<&'static Route>,
+    exact: FastMap<&'static str, Vec<usize>>,
+    templated: Vec<(usize, Vec<&'static str>)>,
+}
+
+impl Router {
+    pub fn new(debug_routes: DebugRoutes) -> Self {
+        let debug: &'static [Route] = match debug_routes {
+            DebugRoutes::Mounted => &DEBUG_ROUTES,
+            DebugRoutes::Absent => &[],
+        };
+        let routes: Vec<&'static Route> = ROUTES.iter().chain(debug).collect();
+        let mut exact: FastMap<&'static str, Vec<usize>> = FastMap::default();
+        let mut templated = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            if route.path.contains('{') {
+                templated.push((i, route.path.split('/').collect()));
+            } else {
+                exact.entry(route.path).or_default().push(i);
+            }
+        }
+        Router {
+            routes,
+            exact,
+            templated,
+        }
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &'static Route> + '_ {
+        self.routes.iter().copied()
+    }
+
+    /// Every templated route matching `path`, with its parameters.
+    fn templated_matches<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> impl Iterator<Item = (&'static Route, Vec<String>)> + 'a {
+        self.templated.iter().filter_map(move |(i, pattern)| {
+            match_template(pattern, path).map(|params| (self.routes[*i], params))
+        })
+    }
+
+    /// The route for `method` on `path`; HEAD is served by the GET route.
+    /// Allocates nothing for an exact path (the prediction routes).
+    pub fn find(&self, method: &Method, path: &str) -> Match<'static> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        if let Some(found) = self.exact.get(path) {
+            return found
+                .iter()
+                .map(|&i| self.routes[i])
+                .find(|route| route.method == method)
+                .map_or(Match::WrongMethod, |route| Match::Found(route, Vec::new()));
+        }
+        let mut any = false;
+        for (route, params) in self.templated_matches(path) {
+            if route.method == method {
+                return Match::Found(route, params);
+            }
+            any = true;
+        }
+        if any {
+            Match::WrongMethod
+        } else {
+            Match::NotFound
+        }
+    }
+
+    /// Methods allowed on `path`, for `Allow` and CORS preflights.
+    pub fn allowed(&self, path: &str) -> Vec<&'static str> {
+        let routes: Vec<&'static Route> = match self.exact.get(path) {
+            Some(found) => found.iter().map(|&i| self.routes[i]).collect(),
+            None => self.templated_matches(path).map(|(r, _)| r).collect(),
+        };
+        routes.into_iter().map(|r| r.method.as_str()).collect()
+    }
+}
+
+fn match_template(pattern: &[&str], path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut segments = path.split('/');
+    for expected in pattern {
+        let segment = segments.next()?;
+        if expected.starts_with('{') {
+            if segment.is_empty() {
+                return None;
+            }
+            params.push(percent_decode(segment)?);
+        } else if *expected != segment {
+            return None;
+        }
+    }
+    segments.next().is_none().then_some(params)
+}
+
+/// A path segment's `%XX` escapes decoded; `None` when they are malformed
+/// or not UTF-8 (the route then does not match: 404).
+fn percent_decode(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_string());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let pattern: Vec<&str> = "/api/v1/keys/{id}".split('/').collect();
+        assert_eq!(
+            match_template(&pattern, "/api/v1/keys/abc"),
+            Some(vec!["abc".to_string()])
+        );
+        assert_eq!(
+            match_template(&pattern, "/api/v1/keys/a%20b"),
+            Some(vec!["a b".to_string()])
+        );
+        assert_eq!(match_template(&pattern, "/api/v1/keys/"), None);
+        assert_eq!(match_template(&pattern, "/api/v1/keys/a/b"), None);
+        assert_eq!(match_template(&pattern, "/api/v1/keys/%zz"), None);
+        let router = Router::new(DebugRoutes::Absent);
+        assert!(matches!(
+            router.find(&Method::GET, "/health"),
+            Match::Found(..)
+        ));
+        assert!(matches!(
+            router.find(&Method::HEAD, "/health"),
+            Match::Found(..)
+        ));
+        assert!(matches!(
+            router.find(&Method::POST, "/health"),
+            Match::WrongMethod
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, "/healthz"),
+            Match::NotFound
+        ));
+        assert_eq!(router.allowed("/api/v1/admin/users/x"), ["GET", "PATCH"]);
+    }
+
+    /// The rows agree with themselves: one row per method and path, a
+    /// credential wherever a user is limited or a scope is needed.
+    #[test]
+    fn rows_are_consistent() {
+        let mut seen = std::collections::HashSet::new();
+        for route in ROUTES.iter().chain(&DEBUG_ROUTES) {
+            assert!(
+                seen.insert((route.method.as_str(), route.path)),
+                "two rows for {} {}",
+                route.method,
+                route.path
+            );
+            let protected = route.credential != Credential::None;
+            assert_eq!(
+                protected,
+                matches!(route.limit, Limit::User(_)),
+                "{}: users are limited exactly where a credential is taken",
+                route.path
+            );
+            assert!(
+                protected || route.scope.is_none(),
+                "{}: a scope needs a credential",
+                route.path
+            );
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Serving: what the daemon answers with and how much of it each caller
+//! gets. The model registry and inference (`models`), the prediction cache
+//! (`cache`) and operator flushes of it (`flushes`), rate limits
+//! (`ratelimit`), the one Redis link both share (`remote`), and the API
+//! versions' deprecation lifecycle (`versions`).
+//!
+//! Must not know HTTP, the CLI, `App` or accounts (identity); it builds on
+//! `core`, `config` and `store` only.
+
+pub mod cache;
+pub mod flushes;
+pub mod models;
+pub mod ratelimit;
+pub mod remote;
+pub mod versions;

@@ -1,0 +1,693 @@
+//! Models: the registry built from `[[models]]` (or the bundled demo model),
+//! loading ONNX files with the pure-Rust `tract`, validating inputs against a
+//! model's size and bounds, and running inference — single, batched, and the
+//! occlusion explanation — off the async runtime with bounded concurrency and
+//! a timeout.
+//!
+//! Knows nothing of HTTP or users; `http::handlers::models` adapts it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tract_onnx::prelude::*;
+
+use crate::config::{Config, ModelConfig};
+use crate::core::error::FieldError;
+use crate::core::time;
+
+/// The bundled demo model (see models/README.md) and its metadata.
+const BUNDLED_ONNX: &[u8] = include_bytes!("../../models/demo.onnx");
+const BUNDLED_META: &str = include_str!("../../models/demo.json");
+
+type Plan = Arc<TypedSimplePlan>;
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("model {name:?}: {message}")]
+pub struct LoadError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Why a prediction failed after validation.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("the model did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("inference failed: {0}")]
+    Failed(String),
+    #[error("the server is busy running other predictions; retry shortly")]
+    Busy,
+}
+
+/// The name the bundled model serves under when no `[[models]]` is configured.
+pub const BUNDLED_NAME: &str = "demo";
+
+/// The names predictions can be cached under: the `[[models]]`, or the
+/// bundled model's.
+pub fn names(config: &Config) -> Vec<String> {
+    if config.models.is_empty() {
+        vec![BUNDLED_NAME.to_string()]
+    } else {
+        config.models.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// One loaded model, immutable; a reload replaces the whole `Arc`.
+pub struct Model {
+    pub name: String,
+    pub version: String,
+    /// `sha256:<hex>` of the ONNX file.
+    pub digest: String,
+    pub source: String,
+    pub labels: Vec<String>,
+    pub input_size: usize,
+    pub features: Vec<String>,
+    /// Inclusive bounds per feature; `None`: any finite value.
+    pub bounds: Option<Vec<(f64, f64)>>,
+    /// The occlusion baseline: training means for the bundled model.
+    pub baseline: Vec<f32>,
+    pub cache_ttl_secs: u64,
+    /// Everything an answer depends on besides the input: the file's digest
+    /// and the config that shapes responses (version, labels, features,
+    /// baseline). Part of every cache key, so changing any of them (and a
+    /// SIGHUP) never serves an old answer.
+    pub answer_id: String,
+    pub loaded_at: i64,
+    plan: Plan,
+    /// Which output holds the class probabilities.
+    probabilities_output: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// What `GET /api/v1/models` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub backend: &'static str,
+    pub status: &'static str,
+    pub default: bool,
+    pub input_size: usize,
+    pub labels: Vec<String>,
+    pub features: Vec<String>,
+    pub feature_bounds: Option<Vec<(f64, f64)>>,
+    pub cache_ttl_secs: u64,
+    pub source: String,
+    /// The last reload's error, while the previous version keeps serving.
+    pub reload_error: Option<String>,
+}
+
+/// One prediction for one input row.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Prediction {
+    pub prediction: String,
+    pub confidence: f64,
+    pub probabilities: BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+/// Occlusion attribution: how much the predicted class's probability drops
+/// when each feature is replaced by the baseline (training mean).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Explanation {
+    pub method: &'static str,
+    pub baseline: Vec<f64>,
+    pub attributions: Vec<f64>,
+}
+
+impl Model {
+    fn load(config: &ModelConfig) -> Result<Model, LoadError> {
+        let err = |message: String| LoadError {
+            name: config.name.clone(),
+            message,
+        };
+        let bytes = std::fs::read(&config.path)
+            .map_err(|e| err(format!("cannot read {}: {e}", config.path)))?;
+        let features = config.features.clone().unwrap_or_default();
+        let baseline = config
+            .baseline
+            .clone()
+            .unwrap_or_else(|| vec![0.0; config.input_size])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        Model::from_bytes(
+            &bytes,
+            config.name.clone(),
+            config.version.clone(),
+            config.path.clone(),
+            config.labels.clone(),
+            config.input_size,
+            features,
+            config.feature_bounds.clone(),
+            baseline,
+            config.cache_ttl_secs,
+        )
+        .map_err(err)
+    }
+
+    fn bundled(cache_ttl_secs: u64) -> Result<Model, LoadError> {
+        let meta: serde_json::Value =
+            serde_json::from_str(BUNDLED_META).expect("bundled metadata is JSON");
+        let strings = |key: &str| -> Vec<String> {
+            meta[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let bounds = meta["feature_bounds"].as_array().map(|a| {
+            a.iter()
+                .map(|pair| {
+                    (
+                        pair[0].as_f64().unwrap_or(f64::MIN),
+                        pair[1].as_f64().unwrap_or(f64::MAX),
+                    )
+                })
+                .collect()
+        });
+        let baseline = meta["training_mean"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect())
+            .unwrap_or_default();
+        Model::from_bytes(
+            BUNDLED_ONNX,
+            BUNDLED_NAME.into(),
+            meta["version"].as_str().map(str::to_string),
+            "(bundled)".into(),
+            strings("labels"),
+            meta["input_size"].as_u64().unwrap_or(5) as usize,
+            strings("features"),
+            bounds,
+            baseline,
+            cache_ttl_secs,
+        )
+        .map_err(|message| LoadError {
+            name: BUNDLED_NAME.into(),
+            message,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn from_bytes(
+        bytes: &[u8],
+        name: String,
+        version: Option<String>,
+        source: String,
+        labels: Vec<String>,
+        input_size: usize,
+        features: Vec<String>,
+        bounds: Option<Vec<(f64, f64)>>,
+        baseline: Vec<f32>,
+        cache_ttl_secs: u64,
+    ) -> Result<Model, String> {
+        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| format!("not a model tract can run: {e}"))?;
+        // Without an explicit version the digest names it, so a new file is a new version.
+        let version = version.unwrap_or_else(|| digest[7..19].to_string());
+        let answer_id = {
+            let mut h = Sha256::new();
+            for part in [&digest, &version]
+                .into_iter()
+                .chain(&labels)
+                .chain(&features)
+            {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            for b in &baseline {
+                h.update(b.to_bits().to_le_bytes());
+            }
+            format!("{:x}", h.finalize())
+        };
+        let mut model = Model {
+            name,
+            version,
+            digest,
+            source,
+            labels,
+            input_size,
+            features,
+            bounds,
+            baseline,
+            cache_ttl_secs,
+            answer_id,
+            loaded_at: time::now(),
+            plan,
+            probabilities_output: 0,
+        };
+        if model.baseline.len() != input_size {
+            return Err(format!(
+                "baseline has {} values, input_size is {input_size}",
+                model.baseline.len()
+            ));
+        }
+        // A probe row proves the model runs and finds the probabilities output.
+        let outputs = model.run_raw(&[vec![0.0; input_size]]).map_err(|e| {
+            format!("a probe inference failed (is input_size {input_size} right?): {e}")
+        })?;
+        model.probabilities_output = outputs
+            .iter()
+            .position(|t| {
+                t.datum_type() == f32::datum_type() && t.shape() == [1, model.labels.len()]
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no float output of shape [N, {}] (one probability per label) among {:?}",
+                    model.labels.len(),
+                    outputs
+                        .iter()
+                        .map(|t| t.shape().to_vec())
+                        .collect::<Vec<_>>()
+                )
+            })?;
+        Ok(model)
+    }
+
+    fn run_raw(&self, rows: &[Vec<f32>]) -> TractResult<TVec<TValue>> {
+        let data: Vec<f32> = rows.iter().flatten().copied().collect();
+        let input = Tensor::from_shape(&[rows.len(), self.input_size], &data)?;
+        self.plan.run(tvec!(input.into()))
+    }
+
+    /// Class probabilities for each row (blocking).
+    pub fn probabilities(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, InferenceError> {
+        let outputs = self
+            .run_raw(rows)
+            .map_err(|e| InferenceError::Failed(e.to_string()))?;
+        let probs = outputs[self.probabilities_output]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| InferenceError::Failed(e.to_string()))?;
+        Ok(probs
+            .outer_iter()
+            .map(|row| row.iter().map(|p| f64::from(*p)).collect())
+            .collect())
+    }
+
+    /// Predictions for `rows`, with explanations when asked: every row and
+    /// all its occluded variants go through the model in one call.
+    pub fn predict(
+        &self,
+        rows: &[Vec<f32>],
+        explain: bool,
+    ) -> Result<Vec<Prediction>, InferenceError> {
+        let d = self.input_size;
+        let mut batch: Vec<Vec<f32>> =
+            Vec::with_capacity(rows.len() * if explain { d + 1 } else { 1 });
+        for row in rows {
+            batch.push(row.clone());
+            if explain {
+                for i in 0..d {
+                    let mut occluded = row.clone();
+                    occluded[i] = self.baseline[i];
+                    batch.push(occluded);
+                }
+            }
+        }
+        let probs = self.probabilities(&batch)?;
+        let stride = if explain { d + 1 } else { 1 };
+        Ok(probs
+            .chunks(stride)
+            .map(|group| {
+                let p = &group[0];
+                let top = p
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i);
+                let explanation = explain.then(|| Explanation {
+                    method: "occlusion",
+                    baseline: self.baseline.iter().map(|v| f64::from(*v)).collect(),
+                    attributions: group[1..].iter().map(|q| p[top] - q[top]).collect(),
+                });
+                Prediction {
+                    prediction: self.labels[top].clone(),
+                    confidence: p[top],
+                    probabilities: self.labels.iter().cloned().zip(p.iter().copied()).collect(),
+                    explanation,
+                }
+            })
+            .collect())
+    }
+
+    /// Checks one row against the model; errors name `field[index]`.
+    pub fn check_row(
+        &self,
+        field: &str,
+        values: &[f64],
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Vec<f32>> {
+        if values.len() != self.input_size {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "expected {} values for model {:?}, got {}",
+                    self.input_size,
+                    self.name,
+                    values.len()
+                ),
+            ));
+            return None;
+        }
+        let before = errors.len();
+        for (i, v) in values.iter().enumerate() {
+            let (lo, hi) = self.bounds.as_ref().map_or((f64::MIN, f64::MAX), |b| b[i]);
+            if !v.is_finite() || (*v as f32).is_infinite() {
+                errors.push(FieldError::new(
+                    &format!("{field}[{i}]"),
+                    "must be a finite number",
+                ));
+            } else if *v < lo || *v > hi {
+                errors.push(FieldError::new(
+                    &format!("{field}[{i}]"),
+                    format!("{v} is outside the model's bounds [{lo}, {hi}]"),
+                ));
+            }
+        }
+        (errors.len() == before).then(|| values.iter().map(|v| *v as f32).collect())
+    }
+
+    pub fn info(&self, default: bool, reload_error: Option<String>) -> ModelInfo {
+        ModelInfo {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            digest: self.digest.clone(),
+            backend: "tract-onnx",
+            status: "ready",
+            default,
+            input_size: self.input_size,
+            labels: self.labels.clone(),
+            features: self.features.clone(),
+            feature_bounds: self.bounds.clone(),
+            cache_ttl_secs: self.cache_ttl_secs,
+            source: self.source.clone(),
+            reload_error,
+        }
+    }
+}
+
+struct Entry {
+    model: Arc<Model>,
+    reload_error: Option<String>,
+}
+
+/// The models a daemon serves, by name, and how inference is run.
+pub struct Registry {
+    entries: RwLock<BTreeMap<String, Entry>>,
+    /// The default model itself (one of `entries`), so a request without a
+    /// model name takes one lock and clones one pointer.
+    default: RwLock<Arc<Model>>,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    pub max_batch: usize,
+    /// Test hook (`debug.inference_delay_ms`): a slow model on demand.
+    delay: Duration,
+    /// Inference calls made (for tests and, later, metrics).
+    pub inferences: AtomicU64,
+}
+
+impl Registry {
+    /// Loads every configured model, or the bundled one when none is. Any
+    /// failure here is fatal: a daemon does not start without its models.
+    pub fn load(config: &Config) -> Result<Registry, LoadError> {
+        let (models, default) = load_all(config)?;
+        let inference = &config.inference;
+        let entries: BTreeMap<String, Entry> = models
+            .into_iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    Entry {
+                        model: Arc::new(m),
+                        reload_error: None,
+                    },
+                )
+            })
+            .collect();
+        let default = Arc::clone(&entries[&default].model);
+        Ok(Registry {
+            entries: RwLock::new(entries),
+            default: RwLock::new(default),
+            permits: Arc::new(Semaphore::new(inference.max_concurrent as usize)),
+            timeout: Duration::from_millis(inference.timeout_ms),
+            max_batch: inference.max_batch as usize,
+            delay: Duration::from_millis(config.debug.inference_delay_ms),
+            inferences: AtomicU64::new(0),
+        })
+    }
+
+    /// SIGHUP: loads each model again. A model that fails keeps its previous
+    /// version serving and reports the error; new names are added.
+    pub fn reload(&self, config: &Config) -> Vec<LoadError> {
+        let mut failures = Vec::new();
+        let configs = model_configs(config);
+        let mut entries = BTreeMap::new();
+        for c in &configs {
+            let loaded = if c.path.is_empty() {
+                Model::bundled(c.cache_ttl_secs)
+            } else {
+                Model::load(c)
+            };
+            match loaded {
+                Ok(model) => {
+                    entries.insert(
+                        c.name.clone(),
+                        Entry {
+                            model: Arc::new(model),
+                            reload_error: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    if let Some(old) = self.get(&c.name) {
+                        entries.insert(
+                            c.name.clone(),
+                            Entry {
+                                model: old,
+                                reload_error: Some(e.message.clone()),
+                            },
+                        );
+                    }
+                    failures.push(e);
+                }
+            }
+        }
+        if !entries.is_empty() {
+            // The default must always name a loaded model: the configured one
+            // if it loaded, else the previous one if still present, else any.
+            let mut default = self.default.read().expect("registry lock").name.clone();
+            if let Some(wanted) = default_name(&configs).filter(|n| entries.contains_key(n)) {
+                default = wanted;
+            } else if !entries.contains_key(&default) {
+                default = entries.keys().next().expect("not empty").clone();
+            }
+            let default = Arc::clone(&entries[&default].model);
+            let mut current = self.entries.write().expect("registry lock");
+            *current = entries;
+            *self.default.write().expect("registry lock") = default;
+        }
+        failures
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Model>> {
+        self.entries
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .map(|e| Arc::clone(&e.model))
+    }
+
+    pub fn default_model(&self) -> Arc<Model> {
+        Arc::clone(&self.default.read().expect("registry lock"))
+    }
+
+    pub fn list(&self) -> Vec<ModelInfo> {
+        let default = self.default.read().expect("registry lock").name.clone();
+        self.entries
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|e| {
+                e.model
+                    .info(e.model.name == default, e.reload_error.clone())
+            })
+            .collect()
+    }
+
+    pub fn info(&self, name: &str) -> Option<ModelInfo> {
+        let default = self.default.read().expect("registry lock").name.clone();
+        let entries = self.entries.read().expect("registry lock");
+        entries
+            .get(name)
+            .map(|e| e.model.info(name == default, e.reload_error.clone()))
+    }
+
+    /// Reload errors, for `/ready`.
+    pub fn problems(&self) -> Vec<String> {
+        self.entries
+            .read()
+            .expect("registry lock")
+            .values()
+            .filter_map(|e| {
+                e.reload_error.as_ref().map(|err| {
+                    format!(
+                        "{}: reload failed ({err}); serving {}",
+                        e.model.name, e.model.version
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `model` on `rows` on the blocking pool: at most
+    /// `inference.max_concurrent` at once, each bounded by `inference.timeout_ms`.
+    pub async fn predict(
+        &self,
+        model: Arc<Model>,
+        rows: Vec<Vec<f32>>,
+        explain: bool,
+    ) -> Result<Vec<Prediction>, InferenceError> {
+        let permit = tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| InferenceError::Busy)?
+            .map_err(|_| InferenceError::Busy)?;
+        self.inferences.fetch_add(1, Ordering::Relaxed);
+        let delay = self.delay;
+        // The permit travels with the work: a timed-out inference still
+        // holds its slot until it really ends, so overload stays bounded.
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            model.predict(&rows, explain)
+        });
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(InferenceError::Failed(format!(
+                "inference task failed: {e}"
+            ))),
+            Err(_) => Err(InferenceError::Timeout(self.timeout.as_millis() as u64)),
+        }
+    }
+}
+
+/// The configured models, or the bundled one (an empty path) when none are.
+fn model_configs(config: &Config) -> Vec<ModelConfig> {
+    if config.models.is_empty() {
+        vec![ModelConfig {
+            name: "demo".into(),
+            default: true,
+            ..ModelConfig::default()
+        }]
+    } else {
+        config.models.clone()
+    }
+}
+
+fn default_name(configs: &[ModelConfig]) -> Option<String> {
+    configs
+        .iter()
+        .find(|c| c.default)
+        .or_else(|| configs.first())
+        .map(|c| c.name.clone())
+}
+
+fn load_all(config: &Config) -> Result<(Vec<Model>, String), LoadError> {
+    let configs = model_configs(config);
+    let mut models = Vec::new();
+    for c in &configs {
+        models.push(if c.path.is_empty() {
+            Model::bundled(c.cache_ttl_secs)?
+        } else {
+            Model::load(c)?
+        });
+    }
+    Ok((models, default_name(&configs).expect("at least one model")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract's outputs match scikit-learn's (the training library) to 1e-5.
+    #[test]
+    fn bundled_model_matches_the_training_library() {
+        let model = Model::bundled(300).unwrap();
+        assert_eq!(model.labels, ["malignant", "benign"]);
+        assert_eq!(model.input_size, 5);
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../../models/demo_fixture.json")).unwrap();
+        let rows = fixture["rows"].as_array().unwrap();
+        assert!(rows.len() >= 10);
+        let inputs: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|r| {
+                r["features"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect()
+            })
+            .collect();
+        let probs = model.probabilities(&inputs).unwrap();
+        for (row, p) in rows.iter().zip(&probs) {
+            for (j, expected) in row["probabilities"].as_array().unwrap().iter().enumerate() {
+                let diff = (p[j] - expected.as_f64().unwrap()).abs();
+                assert!(diff < 1e-5, "row {row}: {p:?}");
+            }
+            let label = row["label"].as_u64().unwrap() as usize;
+            let top = if p[1] > p[0] { 1 } else { 0 };
+            assert_eq!(top, label);
+        }
+    }
+
+    #[test]
+    fn explanations_and_batches_agree_with_single_calls() {
+        let model = Model::bundled(300).unwrap();
+        let rows = vec![
+            vec![1.0, 2.0, 3.0, 4.0, 5.0],
+            vec![14.0, 20.0, 0.12, 0.2, 0.2],
+            vec![20.0, 30.0, 0.15, 0.4, 0.5],
+        ];
+        let batch = model.predict(&rows, true).unwrap();
+        for (row, together) in rows.iter().zip(&batch) {
+            let alone = model
+                .predict(std::slice::from_ref(row), true)
+                .unwrap()
+                .remove(0);
+            assert_eq!(alone.prediction, together.prediction);
+            assert!((alone.confidence - together.confidence).abs() < 1e-6);
+            let explanation = together.explanation.as_ref().unwrap();
+            assert_eq!(explanation.attributions.len(), 5);
+            assert_eq!(explanation.method, "occlusion");
+            let total: f64 = together.probabilities.values().sum();
+            assert!((total - 1.0).abs() < 1e-6);
+        }
+    }
+}
