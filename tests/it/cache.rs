@@ -140,7 +140,7 @@ fn identical_inputs_hit_by_value_and_versions_never_share() {
         "bob's first request on his own budget"
     );
 
-    let s = stats(&setup, d.child.id());
+    let s = stats(&setup, d.pid());
     assert_eq!(s["entries"], 5, "{s}");
     assert_eq!(s["misses"], 5);
     assert_eq!(s["hits"], 5);
@@ -156,7 +156,7 @@ fn concurrent_identical_misses_run_the_model_once() {
     ));
     let d = setup.start();
     let t = token(&d, "carol");
-    let before = stats(&setup, d.child.id())["inferences"].as_u64().unwrap();
+    let before = stats(&setup, d.pid())["inferences"].as_u64().unwrap();
     let outcomes = std::sync::Mutex::new(Vec::new());
     let barrier = std::sync::Barrier::new(50);
     std::thread::scope(|s| {
@@ -169,7 +169,7 @@ fn concurrent_identical_misses_run_the_model_once() {
         }
     });
     let outcomes = outcomes.into_inner().unwrap();
-    let after = stats(&setup, d.child.id())["inferences"].as_u64().unwrap();
+    let after = stats(&setup, d.pid())["inferences"].as_u64().unwrap();
     assert_eq!(after - before, 1, "one model run for 50 requests");
     assert_eq!(
         outcomes.iter().filter(|o| *o == "MISS").count(),
@@ -198,7 +198,7 @@ fn failures_leave_nothing_in_the_cache() {
         again.status, 504,
         "the timeout was not cached: the model ran again"
     );
-    let s = stats(&setup, d.child.id());
+    let s = stats(&setup, d.pid());
     assert_eq!(s["entries"], 0, "{s}");
     assert_eq!(s["hits"], 0);
 }
@@ -230,7 +230,7 @@ fn two_models(setup: &Setup, extra: &str) {
 fn a_new_model_file_never_serves_old_answers() {
     let setup = Setup::new("");
     two_models(&setup, "");
-    let d = setup.start();
+    let d = setup.start_process();
     let t = token(&d, "erin");
     let body = r#"{"features": [1, 2, 3, 4, 5]}"#;
     assert_eq!(x_cache(&predict(&d, &t, body)), "MISS");
@@ -257,7 +257,7 @@ fn flush_reaches_running_daemons(redis: Option<&Redis>) {
         format!("[redis]\nurl = \"{}\"\n", r.url())
     });
     two_models(&setup, &redis_section);
-    let d = setup.start();
+    let d = setup.start_process();
     let t = token(&d, "frank");
     let risk = r#"{"features": [1, 2, 3, 4, 5]}"#;
     let triage = r#"{"features": [1, 2, 3, 4, 5], "model": "triage"}"#;
@@ -334,7 +334,7 @@ fn daemons_share_answers_through_redis_and_survive_its_loss() {
         redis.url()
     ));
     let one = setup.start();
-    let two = setup.start();
+    let two = setup.start_process();
     let t = token(&one, "gina");
     std::thread::sleep(Duration::from_secs(1)); // both daemons know gina
     let body = r#"{"features": [13, 21, 0.1, 0.15, 0.25]}"#;

@@ -1,6 +1,8 @@
-//! The test harness every integration test uses: the real `mlapi` binary as a
-//! daemon on a free loopback port with its own temp database and config, the
-//! real CLI against the same files, and a throwaway `redis-server` on a unix
+//! The test harness every integration test uses: a daemon on a free
+//! loopback port with its own temp database and config — in-process through
+//! `mlapi::daemon::run` ([`Setup::start`]), or the real `mlapi serve` binary
+//! for signals, logs and lifecycle ([`Setup::start_process`]) —, the real
+//! CLI against the same files, and a throwaway `redis-server` on a unix
 //! socket. Nothing here touches a shared Redis or a fixed port.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use mlapi::app::{App, Purpose};
+use mlapi::config::{self, Config, Overrides};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mlapi");
 
@@ -30,6 +36,9 @@ pub fn mlapi() -> Command {
 /// A temp directory with `mlapi.toml` pointing at `mlapi.db` inside it.
 pub struct Setup {
     pub dir: tempfile::TempDir,
+    /// In-process daemons running on this setup: they share the test
+    /// process's pid, and so the control socket's name in the state dir.
+    in_process: Arc<Mutex<u32>>,
 }
 
 impl Setup {
@@ -38,7 +47,10 @@ impl Setup {
     /// only by redefining whole sections, so pass full sections.
     pub fn new(extra: &str) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
-        let setup = Setup { dir };
+        let setup = Setup {
+            dir,
+            in_process: Arc::default(),
+        };
         setup.write_config(extra);
         setup
     }
@@ -74,7 +86,78 @@ impl Setup {
             .expect("run mlapi")
     }
 
+    /// The config the daemon runs on, typed: loaded from this setup's file
+    /// (the one the CLI reads) with no `MLAPI_*` variables, bound to an
+    /// ephemeral port.
+    pub fn typed_config(&self) -> Config {
+        let overrides = Overrides {
+            bind: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        config::load(Some(&self.config()), std::iter::empty(), &overrides)
+            .unwrap_or_else(|e| panic!("test config refused: {e}"))
+            .config
+    }
+
+    /// Starts a daemon in this process, through `mlapi::daemon::run` on its
+    /// own runtime, and waits until `/ready` is 200.
     pub fn start(&self) -> Daemon {
+        self.start_configured(|_| {})
+    }
+
+    /// [`Setup::start`] with changes to the typed config first.
+    pub fn start_configured(&self, change: impl FnOnce(&mut Config)) -> Daemon {
+        let already = {
+            let mut running = self.in_process.lock().unwrap();
+            *running += 1;
+            *running - 1
+        };
+        if already > 0 {
+            *self.in_process.lock().unwrap() -= 1;
+            panic!("a second in-process daemon on one setup would share its control socket; use start_process()");
+        }
+        let mut config = self.typed_config();
+        change(&mut config);
+        let loaded = config::Loaded {
+            config,
+            file: Some(self.config()),
+        };
+        let app = App::open(loaded, Overrides::default(), Purpose::Serve)
+            .unwrap_or_else(|e| panic!("cannot open the app: {e}"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                mlapi::daemon::run(app, listener, shutdown)
+                    .await
+                    .expect("daemon::run");
+            });
+        });
+        let daemon = Daemon {
+            addr,
+            kind: Kind::InProcess {
+                stop: Some(stop),
+                thread: Some(thread),
+                running: Arc::clone(&self.in_process),
+            },
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Starts the real `mlapi serve` binary (for signals, logs, lifecycle).
+    pub fn start_process(&self) -> Daemon {
         self.start_with(|_| {})
     }
 
@@ -117,16 +200,30 @@ impl Setup {
                 panic!("daemon did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        let daemon = Daemon { child, addr, log };
+        let daemon = Daemon {
+            addr,
+            kind: Kind::Process { child, log },
+        };
         daemon.wait_ready();
         daemon
     }
 }
 
 pub struct Daemon {
-    pub child: Child,
     pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+    kind: Kind,
+}
+
+enum Kind {
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<JoinHandle<()>>,
+        running: Arc<Mutex<u32>>,
+    },
+    Process {
+        child: Child,
+        log: Arc<Mutex<String>>,
+    },
 }
 
 impl Daemon {
@@ -153,13 +250,37 @@ impl Daemon {
         agent().request(method, &self.url(path))
     }
 
+    /// The spawned daemon's process.
+    pub fn child(&mut self) -> &mut Child {
+        match &mut self.kind {
+            Kind::Process { child, .. } => child,
+            Kind::InProcess { .. } => {
+                panic!("an in-process daemon has no child; use start_process()")
+            }
+        }
+    }
+
+    /// The pid the daemon's control socket is named after.
+    pub fn pid(&self) -> u32 {
+        match &self.kind {
+            Kind::Process { child, .. } => child.id(),
+            Kind::InProcess { .. } => std::process::id(),
+        }
+    }
+
+    /// What a spawned daemon wrote to stderr so far.
     pub fn logs(&self) -> String {
-        self.log.lock().unwrap().clone()
+        match &self.kind {
+            Kind::Process { log, .. } => log.lock().unwrap().clone(),
+            Kind::InProcess { .. } => {
+                panic!("an in-process daemon's log is not captured; use start_process()")
+            }
+        }
     }
 
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
+            .args(["-s", name, &self.pid_of_child().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -s {name} failed");
@@ -169,7 +290,7 @@ impl Daemon {
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.child().try_wait().expect("try_wait") {
                 return status;
             }
             if Instant::now() > deadline {
@@ -196,11 +317,51 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    fn pid_of_child(&self) -> u32 {
+        match &self.kind {
+            Kind::Process { child, .. } => child.id(),
+            Kind::InProcess { .. } => {
+                panic!("signals are for spawned daemons; use start_process()")
+            }
+        }
+    }
+
+    /// Stops an in-process daemon as SIGTERM would, and waits for `run` to
+    /// return (drain, background tasks joined, usage flushed).
+    pub fn stop(&mut self) {
+        if let Kind::InProcess {
+            stop,
+            thread,
+            running,
+        } = &mut self.kind
+        {
+            if let Some(stop) = stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(thread) = thread.take() {
+                let finished = thread.join();
+                *running.lock().unwrap() -= 1;
+                if let Err(panic) = finished {
+                    if !std::thread::panicking() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        match &mut self.kind {
+            Kind::Process { child, .. } => {
+                if let Ok(None) = child.try_wait() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Kind::InProcess { .. } => self.stop(),
         }
     }
 }

@@ -315,7 +315,7 @@ fn registration_can_be_turned_off() {
 #[test]
 fn forged_and_stale_tokens_are_401_invalid_token() {
     let setup = Setup::new(&auth_config(""));
-    let d = setup.start();
+    let d = setup.start_process();
     let (access, refresh) = user_with_tokens(&d, "testuser");
     let claims = decode_claims(&access);
     let sub = claims["sub"].as_str().unwrap().to_string();

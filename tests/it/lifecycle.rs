@@ -75,7 +75,7 @@ fn an_address_in_use_is_a_clear_failure() {
 #[test]
 fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let setup = Setup::new(DEBUG);
-    let mut daemon = setup.start();
+    let mut daemon = setup.start_process();
     let url = daemon.url("/debug/sleep?ms=1500");
     let slow = std::thread::spawn(move || send(ureq::get(&url)));
     std::thread::sleep(Duration::from_millis(300));
@@ -104,7 +104,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 #[test]
 fn drain_timeout_bounds_shutdown() {
     let setup = Setup::new(&format!("{DEBUG}\n[server]\ndrain_secs = 1\n"));
-    let mut daemon = setup.start();
+    let mut daemon = setup.start_process();
     let url = daemon.url("/debug/sleep?ms=30000");
     let slow = std::thread::spawn(move || ureq::get(&url).call().is_ok());
     std::thread::sleep(Duration::from_millis(300));
@@ -145,7 +145,7 @@ fn tells_systemd_when_ready() {
 #[test]
 fn sighup_reloads_cors_and_keeps_settings_on_a_bad_file() {
     let setup = Setup::new("[cors]\nallowed_origins = [\"https://one.example\"]\n");
-    let daemon = setup.start();
+    let daemon = setup.start_process();
     let allowed = |origin: &str| {
         send(daemon.request("GET", "/health").set("Origin", origin))
             .header("access-control-allow-origin")

@@ -173,7 +173,7 @@ fn bad_inputs_are_refused_with_the_field_named() {
         "{}\n[inference]\nmax_batch = 3\n",
         auth_config("")
     ));
-    let d = setup.start();
+    let d = setup.start_process();
     let t = token(&d, "fuzzer");
     let cases: Vec<(u8, String, u16, &str)> = vec![
         (1, json!({}).to_string(), 422, "features"),
@@ -412,7 +412,7 @@ fn sighup_reloads_models_and_a_broken_file_keeps_the_old_one() {
         "{}\n[[models]]\nname = \"risk\"\npath = \"risk.onnx\"\nlabels = [\"malignant\", \"benign\"]\ninput_size = 5\ndefault = true\n",
         auth_config("")
     ));
-    let d = setup.start();
+    let d = setup.start_process();
     let t = token(&d, "operator");
     let first = predict(&d, 1, &t, &json!({"features": [1, 2, 3, 4, 5]})).json();
     assert_eq!(first["model"], "risk");

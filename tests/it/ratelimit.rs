@@ -248,7 +248,7 @@ fn exactly_the_limit_passes_under_concurrency_with_redis() {
 fn daemons_sharing_redis_share_the_limit() {
     let redis = Redis::start();
     let setup = Setup::new(&redis_config(&redis, "fifty", 50, ""));
-    let daemons = [setup.start(), setup.start(), setup.start()];
+    let daemons = [setup.start(), setup.start_process(), setup.start_process()];
     let t = token(&daemons[0], "shared");
     // Every daemon sees a new account within a second (its directory poll).
     std::thread::sleep(Duration::from_secs(1));
@@ -296,7 +296,7 @@ fn set_tier_applies_to_a_running_daemon_within_a_second() {
     let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(shown["tier"], "pro");
     assert_eq!(shown["usage"][0]["source"], "daemon");
-    assert_eq!(shown["usage"][0]["pid"], d.child.id());
+    assert_eq!(shown["usage"][0]["pid"], d.pid());
     let minute = &shown["usage"][0]["windows"][0];
     assert_eq!(minute["policy"], "pro-minute");
     assert!(minute["used"].as_u64().unwrap() >= 2, "{minute}");
@@ -473,7 +473,7 @@ fn redis_outages_follow_the_configured_policy() {
 #[test]
 fn a_stalled_redis_costs_at_most_the_command_timeout() {
     let redis = Redis::start();
-    let d = Setup::new(&redis_config(&redis, "five", 5, "timeout_ms = 50")).start();
+    let d = Setup::new(&redis_config(&redis, "five", 5, "timeout_ms = 50")).start_process();
     let t = token(&d, "frank");
     assert_eq!(
         num(&models(&d, &t), "x-ratelimit-remaining"),
