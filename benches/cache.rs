@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mlapi::config::CacheConfig;
-use mlapi::serving::cache::{Cache, CacheKey};
+use mlapi::serving::cache::{Cache, CacheKey, Read};
 
 fn bench(c: &mut Criterion) {
     let one = vec![vec![14.0, 20.0, 0.12, 0.2, 0.2]];
@@ -43,12 +43,12 @@ fn bench(c: &mut Criterion) {
     let answer =
         || async { Ok::<_, ()>(serde_json::json!({"model": "demo", "prediction": "benign"})) };
     runtime
-        .block_on(cache.get_or_compute(&key, ttl, false, answer))
+        .block_on(cache.get_or_compute(&key, ttl, Read::Cached, answer))
         .unwrap();
     group.bench_function("hit_in_process", |b| {
         b.iter(|| {
             runtime
-                .block_on(cache.get_or_compute(&key, ttl, false, answer))
+                .block_on(cache.get_or_compute(&key, ttl, Read::Cached, answer))
                 .unwrap()
         })
     });

@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mlapi::config::Config;
-use mlapi::serving::models::Registry;
+use mlapi::serving::models::{Explain, Registry};
 
 fn bench(c: &mut Criterion) {
     let registry = Registry::load(&Config::default()).expect("bundled model");
@@ -18,13 +18,25 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("inference");
     group.bench_function("single", |b| {
-        b.iter(|| model.predict(std::hint::black_box(&one), false).unwrap())
+        b.iter(|| {
+            model
+                .predict(std::hint::black_box(&one), Explain::No)
+                .unwrap()
+        })
     });
     group.bench_function("single_explained", |b| {
-        b.iter(|| model.predict(std::hint::black_box(&one), true).unwrap())
+        b.iter(|| {
+            model
+                .predict(std::hint::black_box(&one), Explain::Occlusion)
+                .unwrap()
+        })
     });
     group.bench_function("batch_32", |b| {
-        b.iter(|| model.predict(std::hint::black_box(&batch), false).unwrap())
+        b.iter(|| {
+            model
+                .predict(std::hint::black_box(&batch), Explain::No)
+                .unwrap()
+        })
     });
     group.finish();
 }

@@ -308,6 +308,14 @@ enum Origin {
 }
 
 /// The two-tier prediction cache; see the module doc.
+/// Whether a lookup may answer from the cache (`Cache-Control: no-cache`
+/// on the request asks for a fresh answer, which is then stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Cached,
+    Bypass,
+}
+
 pub struct Cache {
     /// foldhash, not SipHash: keys are SHA-256 digests, which no client
     /// can steer into one bucket.
@@ -360,7 +368,7 @@ impl Cache {
     ///   error type `E`, so use one `E` per call site.
     /// - An `Err` from `compute` is stored nowhere; every coalesced caller
     ///   gets a clone of it and the next lookup computes again.
-    /// - `bypass_read` (`Cache-Control: no-cache`): neither tier is read and
+    /// - `Read::Bypass` (`Cache-Control: no-cache`): neither tier is read and
     ///   nothing is coalesced (the client wants its own fresh answer); the
     ///   fresh value replaces what both tiers held, so the next ordinary
     ///   lookup hits it. Returns `Bypass`.
@@ -369,7 +377,7 @@ impl Cache {
         &self,
         key: &CacheKey,
         ttl: Duration,
-        bypass_read: bool,
+        read: Read,
         compute: F,
     ) -> Result<(Answer, Outcome), E>
     where
@@ -377,7 +385,7 @@ impl Cache {
         Fut: Future<Output = Result<Value, E>>,
         E: Clone + Send + Sync + 'static,
     {
-        if !ttl.is_zero() && !bypass_read {
+        if !ttl.is_zero() && read == Read::Cached {
             if let Some(stored) = self.local.get(key).await {
                 self.hits_local.fetch_add(1, Ordering::Relaxed);
                 return Ok((stored.answer, Outcome::Hit(Tier::Local)));
@@ -386,7 +394,7 @@ impl Cache {
         // Boxed: the Redis, single-flight and `compute` futures are large,
         // and unboxed they would sit inline in every future above this one,
         // copied whole each time one moves, though a hit never runs them.
-        Box::pin(self.look_further(key, ttl, bypass_read, compute)).await
+        Box::pin(self.look_further(key, ttl, read, compute)).await
     }
 
     /// [`Cache::get_or_compute`] past a miss in process, or for a bypass or
@@ -395,7 +403,7 @@ impl Cache {
         &self,
         key: &CacheKey,
         ttl: Duration,
-        bypass_read: bool,
+        read: Read,
         compute: F,
     ) -> Result<(Answer, Outcome), E>
     where
@@ -407,7 +415,7 @@ impl Cache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Ok((Answer::encode(&compute().await?), Outcome::Miss));
         }
-        if bypass_read {
+        if read == Read::Bypass {
             let answer = Answer::encode(&compute().await?);
             self.bypasses.fetch_add(1, Ordering::Relaxed);
             let stored = Stored {
@@ -684,7 +692,7 @@ mod tests {
         for i in 0..300 {
             let k = key("m", &format!("[[{i}]]"));
             let _: Result<_, ()> = cache
-                .get_or_compute(&k, TTL, false, || async {
+                .get_or_compute(&k, TTL, Read::Cached, || async {
                     Ok(serde_json::json!({"p": "x"}))
                 })
                 .await;
@@ -703,7 +711,7 @@ mod tests {
             let k = key("m", &format!("[[{i}]]"));
             let v = big.clone();
             let _: Result<_, ()> = cache
-                .get_or_compute(&k, TTL, false, || async { Ok(v) })
+                .get_or_compute(&k, TTL, Read::Cached, || async { Ok(v) })
                 .await;
         }
         cache.local.run_pending_tasks().await;
@@ -803,12 +811,12 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let k = key("m", "[[1, 2]]");
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("a")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("a")))
             .await
             .unwrap();
         assert_eq!((v.value() == doc("a"), o), (true, Outcome::Miss));
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("b")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("b")))
             .await
             .unwrap();
         assert_eq!(
@@ -826,14 +834,14 @@ mod tests {
         let cache = cache();
         let k = key("m", "[[1]]");
         let failed = cache
-            .get_or_compute(&k, TTL, false, || async {
+            .get_or_compute(&k, TTL, Read::Cached, || async {
                 Err::<Value, _>("model exploded".to_string())
             })
             .await;
         assert_eq!(failed.unwrap_err(), "model exploded");
         let runs = AtomicUsize::new(0);
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc(7)))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc(7)))
             .await
             .unwrap();
         assert_eq!((v.value() == doc(7), o), (true, Outcome::Miss));
@@ -850,7 +858,7 @@ mod tests {
                 let (cache, runs, k) = (Arc::clone(&cache), Arc::clone(&runs), k.clone());
                 tokio::spawn(async move {
                     cache
-                        .get_or_compute(&k, TTL, false, || async move {
+                        .get_or_compute(&k, TTL, Read::Cached, || async move {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             runs.fetch_add(1, Ordering::SeqCst);
                             Ok::<_, String>(doc(42))
@@ -879,16 +887,16 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let k = key("m", "[[1]]");
         cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("old")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("old")))
             .await
             .unwrap();
         let (v, o) = cache
-            .get_or_compute(&k, TTL, true, || counted(&runs, doc("new")))
+            .get_or_compute(&k, TTL, Read::Bypass, || counted(&runs, doc("new")))
             .await
             .unwrap();
         assert_eq!((v.value() == doc("new"), o), (true, Outcome::Bypass));
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("newer")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("newer")))
             .await
             .unwrap();
         assert_eq!(
@@ -906,7 +914,7 @@ mod tests {
         let (a, b) = (key("a", "[[1]]"), key("b", "[[1]]"));
         for k in [&a, &b] {
             cache
-                .get_or_compute(k, TTL, false, || counted(&runs, doc(1)))
+                .get_or_compute(k, TTL, Read::Cached, || counted(&runs, doc(1)))
                 .await
                 .unwrap();
         }
@@ -915,7 +923,7 @@ mod tests {
             let (cache, runs) = (&cache, &runs);
             async move {
                 cache
-                    .get_or_compute(&k, TTL, false, || counted(runs, doc(1)))
+                    .get_or_compute(&k, TTL, Read::Cached, || counted(runs, doc(1)))
                     .await
                     .unwrap()
                     .1
@@ -936,14 +944,14 @@ mod tests {
         let short = Duration::from_secs(1);
         for _ in 0..2 {
             cache
-                .get_or_compute(&k, short, false, || counted(&runs, doc(1)))
+                .get_or_compute(&k, short, Read::Cached, || counted(&runs, doc(1)))
                 .await
                 .unwrap();
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         let (_, o) = cache
-            .get_or_compute(&k, short, false, || counted(&runs, doc(1)))
+            .get_or_compute(&k, short, Read::Cached, || counted(&runs, doc(1)))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Miss);
@@ -957,7 +965,7 @@ mod tests {
         let k = key("m", "[[1]]");
         for _ in 0..2 {
             let (_, o) = cache
-                .get_or_compute(&k, Duration::ZERO, false, || counted(&runs, doc(1)))
+                .get_or_compute(&k, Duration::ZERO, Read::Cached, || counted(&runs, doc(1)))
                 .await
                 .unwrap();
             assert_eq!(o, Outcome::Miss);
@@ -1057,7 +1065,7 @@ mod tests {
                 .await
                 .unwrap();
             let (v, o) = cache
-                .get_or_compute(&k, TTL, false, || counted(&runs, doc(i)))
+                .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc(i)))
                 .await
                 .unwrap();
             assert_eq!((v.value(), o), (doc(i), Outcome::Miss), "{junk}");
@@ -1074,29 +1082,29 @@ mod tests {
         let k = key("m1", "[[1.5, 2]]");
         let answer = serde_json::json!({"prediction": "setosa", "p": [0.1, 0.9]});
         let (_, o) = a
-            .get_or_compute(&k, TTL, false, || counted(&runs, answer.clone()))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, answer.clone()))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Miss);
         let (v, o) = b
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("wrong")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("wrong")))
             .await
             .unwrap();
         assert_eq!((v.value(), o), (answer.clone(), Outcome::Hit(Tier::Redis)));
         let (_, o) = b
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("wrong")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("wrong")))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Hit(Tier::Local), "the redis hit was kept");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
 
         // A bypass through B refreshes Redis too, for every other daemon.
-        b.get_or_compute(&k, TTL, true, || counted(&runs, doc("fresh")))
+        b.get_or_compute(&k, TTL, Read::Bypass, || counted(&runs, doc("fresh")))
             .await
             .unwrap();
         let c = cache_with(&remote);
         let (v, o) = c
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc("wrong")))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc("wrong")))
             .await
             .unwrap();
         assert_eq!(
@@ -1107,7 +1115,7 @@ mod tests {
         // Errors reach neither tier.
         let k2 = key("m1", "[[9]]");
         let _ = a
-            .get_or_compute(&k2, TTL, false, || async { Err::<Value, _>(()) })
+            .get_or_compute(&k2, TTL, Read::Cached, || async { Err::<Value, _>(()) })
             .await;
         assert_eq!(count_redis(&remote).await.unwrap(), 1);
 
@@ -1132,7 +1140,7 @@ mod tests {
             for i in 0..n {
                 let k = key(model, &format!("[[{i}]]"));
                 cache
-                    .get_or_compute(&k, TTL, false, || counted(&runs, doc(i)))
+                    .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc(i)))
                     .await
                     .unwrap();
             }
@@ -1200,18 +1208,18 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let k = key("m", "[[1]]");
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc(5)))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc(5)))
             .await
             .unwrap();
         assert_eq!((v.value() == doc(5), o), (true, Outcome::Miss));
         let (v, o) = cache
-            .get_or_compute(&k, TTL, false, || counted(&runs, doc(6)))
+            .get_or_compute(&k, TTL, Read::Cached, || counted(&runs, doc(6)))
             .await
             .unwrap();
         assert_eq!((v.value() == doc(5), o), (true, Outcome::Hit(Tier::Local)));
         // A bypass still answers, and the flush reports the outage.
         let (_, o) = cache
-            .get_or_compute(&k, TTL, true, || counted(&runs, doc(7)))
+            .get_or_compute(&k, TTL, Read::Bypass, || counted(&runs, doc(7)))
             .await
             .unwrap();
         assert_eq!(o, Outcome::Bypass);

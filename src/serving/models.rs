@@ -132,6 +132,14 @@ pub struct Explanation {
     pub attributions: Vec<f64>,
 }
 
+/// Whether predictions come with an explanation: occlusion runs every row
+/// again with each feature set to its baseline, in the same model call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Explain {
+    No,
+    Occlusion,
+}
+
 impl Model {
     fn load(config: &ModelConfig) -> Result<Model, LoadError> {
         let err = |message: String| LoadError {
@@ -313,8 +321,9 @@ impl Model {
     pub fn predict(
         &self,
         rows: &[Vec<f32>],
-        explain: bool,
+        explain: Explain,
     ) -> Result<Vec<Prediction>, InferenceError> {
+        let explain = explain == Explain::Occlusion;
         let d = self.input_size;
         let mut batch: Vec<Vec<f32>> =
             Vec::with_capacity(rows.len() * if explain { d + 1 } else { 1 });
@@ -569,7 +578,7 @@ impl Registry {
         &self,
         model: Arc<Model>,
         rows: Vec<Vec<f32>>,
-        explain: bool,
+        explain: Explain,
     ) -> Result<Vec<Prediction>, InferenceError> {
         let permit = tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned())
             .await
@@ -675,10 +684,10 @@ mod tests {
             vec![14.0, 20.0, 0.12, 0.2, 0.2],
             vec![20.0, 30.0, 0.15, 0.4, 0.5],
         ];
-        let batch = model.predict(&rows, true).unwrap();
+        let batch = model.predict(&rows, Explain::Occlusion).unwrap();
         for (row, together) in rows.iter().zip(&batch) {
             let alone = model
-                .predict(std::slice::from_ref(row), true)
+                .predict(std::slice::from_ref(row), Explain::Occlusion)
                 .unwrap()
                 .remove(0);
             assert_eq!(alone.prediction, together.prediction);

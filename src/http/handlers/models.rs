@@ -14,8 +14,8 @@ use crate::app::App;
 use crate::core::error::FieldError;
 use crate::http::pipeline::{Call, RequestContext};
 use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
-use crate::serving::cache::{CacheKey, Outcome};
-use crate::serving::models::{InferenceError, Model, Prediction};
+use crate::serving::cache::{CacheKey, Outcome, Read};
+use crate::serving::models::{Explain, InferenceError, Model, Prediction};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,14 +35,14 @@ struct V2Request {
 
 pub async fn predict_v1(mut call: Call) -> Result<Response, ApiError> {
     let req: V1Request = call.json().await?;
-    let fresh = wants_fresh(&call.parts.headers);
-    v1(call.app(), &call.ctx, fresh, req).await
+    let read = read_mode(&call.parts.headers);
+    v1(call.app(), &call.ctx, read, req).await
 }
 
 pub async fn predict_v2(mut call: Call) -> Result<Response, ApiError> {
     let req: V2Request = call.json().await?;
-    let fresh = wants_fresh(&call.parts.headers);
-    v2(call.app(), &call.ctx, fresh, req).await
+    let read = read_mode(&call.parts.headers);
+    v2(call.app(), &call.ctx, read, req).await
 }
 
 pub async fn list(call: Call) -> Result<Response, ApiError> {
@@ -65,13 +65,18 @@ pub async fn show(call: Call) -> Result<Response, ApiError> {
 
 /// `Cache-Control: no-cache` on the request: answer from the model, not the
 /// cache. An unreadable header is no directive.
-fn wants_fresh(headers: &HeaderMap) -> bool {
-    headers
+fn read_mode(headers: &HeaderMap) -> Read {
+    let no_cache = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"));
+    if no_cache {
+        Read::Bypass
+    } else {
+        Read::Cached
+    }
 }
 
 /// Runs the model through the cache: the same model file, API version,
@@ -81,7 +86,7 @@ async fn cached<F, Fut>(
     app: &Arc<App>,
     model: &Model,
     key: CacheKey,
-    fresh: bool,
+    read: Read,
     compute: F,
 ) -> Result<Response, ApiError>
 where
@@ -89,8 +94,8 @@ where
     Fut: std::future::Future<Output = Result<Value, ApiError>>,
 {
     let ttl = std::time::Duration::from_secs(model.cache_ttl_secs);
-    let (answer, outcome) = app.cache.get_or_compute(&key, ttl, fresh, compute).await?;
-    let body = with_cached(answer.json(), matches!(outcome, Outcome::Hit(_)));
+    let (answer, outcome) = app.cache.get_or_compute(&key, ttl, read, compute).await?;
+    let body = with_cached(answer.json(), &outcome);
     let mut response = json_text_response(StatusCode::OK, JSON, body);
     let h = response.headers_mut();
     const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -105,8 +110,8 @@ where
 /// The stored answer with `"cached"` as its first member, spliced into the
 /// JSON text: no parsing or re-encoding on a hit. Answers are JSON objects
 /// (the cache refuses anything else from Redis) without a `cached` member.
-fn with_cached(answer: &[u8], cached: bool) -> Vec<u8> {
-    let member: &[u8] = if cached {
+fn with_cached(answer: &[u8], outcome: &Outcome) -> Vec<u8> {
+    let member: &[u8] = if matches!(outcome, Outcome::Hit(_)) {
         br#"{"cached":true"#
     } else {
         br#"{"cached":false"#
@@ -226,7 +231,7 @@ async fn run(
     app: &Arc<App>,
     model: Arc<Model>,
     rows: Vec<Vec<f32>>,
-    explain: bool,
+    explain: Explain,
 ) -> Result<Vec<Prediction>, ApiError> {
     app.models()
         .predict(model, rows, explain)
@@ -248,7 +253,7 @@ async fn run(
 async fn v1(
     app: &Arc<App>,
     ctx: &RequestContext,
-    fresh: bool,
+    read: Read,
     req: V1Request,
 ) -> Result<Response, ApiError> {
     let model = model(app, req.model.as_deref())?;
@@ -267,8 +272,8 @@ async fn v1(
         return Err(refuse(ctx, errors));
     };
     let key = CacheKey::new(&model.name, &model.answer_id, 1, "v1", &[values]);
-    cached(app, &model, key, fresh, || async {
-        let prediction = run(app, Arc::clone(&model), vec![row], false)
+    cached(app, &model, key, read, || async {
+        let prediction = run(app, Arc::clone(&model), vec![row], Explain::No)
             .await?
             .remove(0);
         Ok(json!({
@@ -284,7 +289,7 @@ async fn v1(
 async fn v2(
     app: &Arc<App>,
     ctx: &RequestContext,
-    fresh: bool,
+    read: Read,
     req: V2Request,
 ) -> Result<Response, ApiError> {
     let model = model(app, req.model.as_deref())?;
@@ -358,7 +363,12 @@ async fn v2(
         (true, true) => "v2-batch-explain",
     };
     let key = CacheKey::new(&model.name, &model.answer_id, 2, variant, &values);
-    cached(app, &model, key, fresh, || async {
+    cached(app, &model, key, read, || async {
+        let explain = if explain {
+            Explain::Occlusion
+        } else {
+            Explain::No
+        };
         let predictions = run(app, Arc::clone(&model), rows, explain).await?;
         let mut body = json!({
             "version": "2.0",
@@ -382,6 +392,7 @@ async fn v2(
 #[cfg(test)]
 mod tests {
     use super::{parse_row, with_cached};
+    use crate::serving::cache::{Outcome, Tier};
     use serde_json::value::RawValue;
     use serde_json::{json, Value};
 
@@ -425,7 +436,12 @@ mod tests {
     #[test]
     fn cached_is_spliced_in_front_of_the_stored_answer() {
         let parsed = |answer: &str, cached| -> Value {
-            serde_json::from_slice(&with_cached(answer.as_bytes(), cached)).unwrap()
+            let outcome = if cached {
+                Outcome::Hit(Tier::Local)
+            } else {
+                Outcome::Miss
+            };
+            serde_json::from_slice(&with_cached(answer.as_bytes(), &outcome)).unwrap()
         };
         assert_eq!(
             parsed(r#"{"model":"demo","prediction":"benign"}"#, true),
@@ -434,7 +450,7 @@ mod tests {
         assert_eq!(parsed("{}", false), json!({"cached": false}));
         assert_eq!(parsed("{ }", true), json!({"cached": true}));
         assert_eq!(
-            with_cached(br#"{"a":1}"#, false),
+            with_cached(br#"{"a":1}"#, &Outcome::Miss),
             br#"{"cached":false,"a":1}"#
         );
     }
