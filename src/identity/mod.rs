@@ -31,7 +31,7 @@ use accounts::User;
 use directory::Directory;
 use keys::Pepper;
 use passwords::Hasher;
-use tokens::{TokenKeys, TokenType};
+use tokens::{TokenKeys, TokenType, Verified};
 use usage::Usage;
 
 /// The identity service: accounts, sessions, API keys and authentication.
@@ -40,6 +40,8 @@ pub struct Identity {
     /// argon2id, bounded by its own semaphore.
     hasher: Arc<Hasher>,
     tokens: TokenKeys,
+    /// Access tokens already verified, with their claims.
+    verified: Verified,
     pepper: Pepper,
     /// API-key usage counted in memory, flushed in batches.
     usage: Usage,
@@ -96,6 +98,7 @@ impl Identity {
         let identity = Identity {
             hasher: Arc::new(Hasher::new(auth)),
             tokens,
+            verified: Verified::default(),
             pepper,
             usage: Usage::default(),
             directory: Directory::default(),
@@ -208,10 +211,18 @@ impl Identity {
             presented: true,
             detail: "the access token is invalid, expired or revoked",
         };
-        let claims = self
-            .tokens
-            .verify(token, TokenType::Access)
-            .ok_or_else(invalid)?;
+        let now = time::now();
+        let claims = match self.verified.get(token, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = self
+                    .tokens
+                    .verify(token, TokenType::Access)
+                    .ok_or_else(invalid)?;
+                self.verified.insert(token, &claims, now);
+                claims
+            }
+        };
         let user = self.directory.user(&claims.sub).ok_or_else(invalid)?;
         if user.disabled
             || claims.iat < user.tokens_valid_after

@@ -5,6 +5,7 @@
 //! configured algorithm: `kid`, `jku`, `x5u` and `jwk` are never read or fetched.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -129,5 +130,142 @@ impl TokenKeys {
     pub fn verify(&self, token: &str, expected: TokenType) -> Option<Claims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         (data.claims.typ == expected).then_some(data.claims)
+    }
+}
+
+/// Shards of [`Verified`]; a power of two.
+const VERIFIED_SHARDS: usize = 16;
+/// Entries per shard: enough for every live session of a busy daemon.
+const VERIFIED_PER_SHARD: usize = 4096;
+
+/// Access tokens this process has already verified, so a token sent again
+/// skips base64, JSON and the signature: its claims are kept until they
+/// expire. Only a token that passed [`TokenKeys::verify`] is ever stored,
+/// so a caller cannot fill the map with tokens of its choosing. Entries are
+/// found by the signature segment and then compared whole in constant time:
+/// a lookup cannot tell how much of a guessed token matched. Revocation,
+/// a disabled account and the owner's current role are still checked on
+/// every request by the caller, from the directory.
+pub struct Verified {
+    shards: Box<[Shard]>,
+}
+
+type Shard = RwLock<crate::FastMap<Box<str>, Arc<Memo>>>;
+
+struct Memo {
+    token: Box<str>,
+    claims: Claims,
+}
+
+impl Default for Verified {
+    fn default() -> Self {
+        Verified {
+            shards: (0..VERIFIED_SHARDS).map(|_| Default::default()).collect(),
+        }
+    }
+}
+
+impl Verified {
+    fn signature(token: &str) -> Option<&str> {
+        token
+            .rsplit_once('.')
+            .map(|(_, s)| s)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn shard(&self, signature: &str) -> &Shard {
+        let byte = signature.as_bytes()[0] as usize;
+        &self.shards[byte % VERIFIED_SHARDS]
+    }
+
+    /// The claims of `token` if it was verified before and is still within
+    /// its `nbf`/`exp` (with the same leeway as [`TokenKeys::verify`]).
+    pub fn get(&self, token: &str, now: i64) -> Option<Claims> {
+        use subtle::ConstantTimeEq;
+        let signature = Self::signature(token)?;
+        let memo = self
+            .shard(signature)
+            .read()
+            .expect("verified tokens lock")
+            .get(signature)
+            .cloned()?;
+        let same = memo.token.as_bytes().ct_eq(token.as_bytes());
+        (bool::from(same) && usable(&memo.claims, now)).then(|| memo.claims.clone())
+    }
+
+    /// Remembers a token [`TokenKeys::verify`] accepted.
+    pub fn insert(&self, token: &str, claims: &Claims, now: i64) {
+        let Some(signature) = Self::signature(token) else {
+            return;
+        };
+        let mut shard = self.shard(signature).write().expect("verified tokens lock");
+        if shard.len() >= VERIFIED_PER_SHARD {
+            shard.retain(|_, memo| usable(&memo.claims, now));
+            if shard.len() >= VERIFIED_PER_SHARD {
+                shard.clear();
+            }
+        }
+        shard.insert(
+            signature.into(),
+            Arc::new(Memo {
+                token: token.into(),
+                claims: claims.clone(),
+            }),
+        );
+    }
+}
+
+/// `exp` and `nbf` as jsonwebtoken's validation judges them, leeway included.
+fn usable(claims: &Claims, now: i64) -> bool {
+    let leeway = LEEWAY_SECS as i64;
+    claims.exp >= now - leeway && claims.nbf <= now + leeway
+}
+
+#[cfg(test)]
+mod verified_tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            iss: "mlapi".into(),
+            aud: "mlapi".into(),
+            sub: "u1".into(),
+            exp,
+            iat: 0,
+            nbf: 0,
+            jti: "j1".into(),
+            scope: "predict:read".into(),
+            typ: TokenType::Access,
+            sid: "s1".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_same_unexpired_token_is_remembered() {
+        let verified = Verified::default();
+        let token = "aaa.bbb.signature";
+        assert!(verified.get(token, 100).is_none());
+        verified.insert(token, &claims(1_000), 100);
+        assert_eq!(verified.get(token, 100).unwrap().sub, "u1");
+        // Another payload under the same signature is not that token.
+        assert!(verified.get("aaa.ccc.signature", 100).is_none());
+        assert!(verified.get("signature", 100).is_none());
+        // Past exp + leeway it is verified again (and refused) by the caller.
+        assert!(verified.get(token, 1_000 + LEEWAY_SECS as i64).is_some());
+        assert!(verified.get(token, 1_001 + LEEWAY_SECS as i64).is_none());
+    }
+
+    #[test]
+    fn a_full_shard_makes_room() {
+        let verified = Verified::default();
+        for i in 0..(VERIFIED_SHARDS * VERIFIED_PER_SHARD * 2) {
+            verified.insert(&format!("h.p.s{i}"), &claims(1_000), 0);
+        }
+        let total: usize = verified
+            .shards
+            .iter()
+            .map(|s| s.read().unwrap().len())
+            .sum();
+        assert!(total <= VERIFIED_SHARDS * VERIFIED_PER_SHARD, "{total}");
     }
 }
