@@ -21,7 +21,7 @@ const USAGE_SHARDS: usize = 8;
 
 /// Usage counted in memory on the request path and written in batches.
 /// Sharded by thread: workers counting requests on the same key do not
-/// contend for one lock (BENCHMARKS.md).
+/// contend for one lock.
 pub struct Usage {
     shards: Box<[Mutex<Counts>]>,
 }

@@ -406,7 +406,7 @@ fn unix_us() -> u64 {
 /// fail the batch), counts as an empty bucket, overwritten when the request
 /// passes. Written for redis-server's CPU, which the daemons share: no
 /// formatting but the one exact integer each `SET` needs, and Lua's own
-/// string-to-number coercion (BENCHMARKS.md).
+/// string-to-number coercion.
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]

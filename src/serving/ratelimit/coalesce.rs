@@ -17,7 +17,7 @@
 //! Redis restart or `SCRIPT FLUSH`, can make a chunk run after a later one,
 //! which changes who of one subject gets the 429, never how many), and
 //! keeps the turn while checks keep queuing: a busy daemon batches as much
-//! as Redis's round trip lets accumulate (BENCHMARKS.md). A queued check
+//! as Redis's round trip lets accumulate. A queued check
 //! waits for the turn in progress and then its own, each bounded by
 //! `redis.timeout_ms`, and less once the breaker opens.
 //!
