@@ -20,10 +20,9 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(until_stopped(stop.clone(), watch_state(Arc::clone(app))));
-    set.spawn(until_stopped(
-        stop.clone(),
-        flush_usage_periodically(Arc::clone(app)),
-    ));
+    // Not cut off mid-write: a flush that started finishes before the
+    // daemon's last one, so no count is put back after it.
+    set.spawn(flush_usage_periodically(Arc::clone(app), stop.clone()));
     if let Some(remote) = app.remote.clone() {
         set.spawn(until_stopped(stop.clone(), async move {
             remote.keep_connected().await
@@ -65,12 +64,16 @@ async fn watch_state(app: Arc<App>) {
     }
 }
 
-/// Writes API-key usage counted in memory every `auth.key_usage_flush_secs`.
-async fn flush_usage_periodically(app: Arc<App>) {
+/// Writes API-key usage counted in memory every `auth.key_usage_flush_secs`,
+/// until `stop`; it only stops between flushes.
+async fn flush_usage_periodically(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(app.config.auth.key_usage_flush_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
         if let Err(e) = app.identity.flush_usage().await {
             tracing::warn!(error = %e, "could not write API-key usage; keeping it for the next try");
         }

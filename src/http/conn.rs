@@ -13,7 +13,7 @@
 //! request. hyper's own guard (`header_read_timeout`) re-arms a timer
 //! twice on every request, which measured slower on the hot path.
 //!
-//! This module reads no bytes and knows nothing of HTTP: the middleware
+//! This module reads no bytes and knows nothing of HTTP: the pipeline
 //! tells it when a request starts and ends ([`Activity::begin`]). The
 //! daemon's accept loop wraps every accepted socket in [`Guarded`].
 

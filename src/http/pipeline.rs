@@ -4,7 +4,9 @@
 //!    (400 unknown, 410 past its sunset), 406, trailing-slash 404, OPTIONS;
 //! 2. the route table (`http::routes`): 404, or 405 with `Allow`;
 //! 3. the row's credential (401; 403 for an API key on a session route);
-//! 4. the row's scope (403, audited as `authz_fail`);
+//! 4. the row's scope (403, audited as `authz_fail` while the caller is
+//!    within its limit: a refused scope is counted, so its audit rows are
+//!    bounded by the caller's tier);
 //! 5. the row's rate limit (429), before the body is read;
 //! 6. the handler, which reads the body (415, 413, 400, 422) and answers;
 //! 7. headers: rate limits, API version and deprecation, security, request
@@ -288,9 +290,10 @@ async fn run_route(
                 Some(p)
             }
         };
-        if let (Some(scope), Some(p)) = (route.scope, &principal) {
-            authorize(app, p, scope, &ctx).await?;
-        }
+        let missing_scope = match (route.scope, &principal) {
+            (Some(scope), Some(p)) if p.require(scope).is_err() => Some(scope),
+            _ => None,
+        };
         let made = match route.limit {
             Limit::None => None,
             Limit::ClientIp => Some(limits::anonymous(app, ctx.client_ip).await),
@@ -299,6 +302,23 @@ async fn run_route(
                 Some(limits::user(app, p, group).await)
             }
         };
+        if let (Some(scope), Some(p)) = (missing_scope, &principal) {
+            // 403 comes before 429, but the refused request is still counted:
+            // its audit row is written only while the caller is within its
+            // limit, so refusals cannot flood the store with writes.
+            let within = match made {
+                Some(Ok(made)) => {
+                    let within = made.allowed;
+                    *decision = Some(made);
+                    within
+                }
+                Some(Err(_)) | None => true,
+            };
+            if within {
+                authorize(app, p, scope, &ctx).await?;
+            }
+            return Err(Error::MissingScope(scope).into());
+        }
         if let Some(made) = made {
             let made = made.map_err(|e| errors_for(errors, e))?;
             let refusal = limits::refusal(&made);
@@ -372,7 +392,7 @@ fn require_session(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// Checks a scope, auditing a refusal (`authz_fail`).
+/// Audits a refused scope (`authz_fail`) and returns the 403.
 async fn authorize(
     app: &Arc<App>,
     p: &Principal,

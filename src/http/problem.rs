@@ -320,7 +320,7 @@ pub fn json_text_response(status: StatusCode, content_type: &str, bytes: Vec<u8>
         HeaderValue::from_static("application/json; charset=utf-8")
     };
     let h = response.headers_mut();
-    // Room for what the middleware adds (security, request id, version,
+    // Room for what the pipeline adds (security, request id, version,
     // rate-limit and cache headers) without growing the map on the way.
     h.reserve(RESPONSE_HEADERS);
     h.insert(header::CONTENT_TYPE, value);

@@ -212,15 +212,14 @@ impl Identity {
             detail: "the access token is invalid, expired or revoked",
         };
         let now = time::now();
-        let claims = match self.verified.get(token, now) {
-            Some(claims) => claims,
+        let (claims, remembered) = match self.verified.get(token, now) {
+            Some(claims) => (claims, true),
             None => {
                 let claims = self
                     .tokens
                     .verify(token, TokenType::Access)
                     .ok_or_else(invalid)?;
-                self.verified.insert(token, &claims, now);
-                claims
+                (claims, false)
             }
         };
         let user = self.directory.user(&claims.sub).ok_or_else(invalid)?;
@@ -229,6 +228,10 @@ impl Identity {
             || self.directory.is_revoked(&claims.jti, &claims.sid)
         {
             return Err(invalid());
+        }
+        // Only a token that is usable right now is remembered.
+        if !remembered {
+            self.verified.insert(token, &claims, now);
         }
         // A demoted user's existing tokens lose what the new role lacks at once.
         let scopes = Scopes::parse(&claims.scope)

@@ -135,15 +135,19 @@ impl TokenKeys {
 
 /// Shards of [`Verified`]; a power of two.
 const VERIFIED_SHARDS: usize = 16;
-/// Entries per shard: enough for every live session of a busy daemon.
-const VERIFIED_PER_SHARD: usize = 4096;
+/// Entries per shard: 16,384 tokens in all (a few MB), enough for the
+/// sessions active on one daemon; more are verified in full each time.
+const VERIFIED_PER_SHARD: usize = 1024;
 
 /// Access tokens this process has already verified, so a token sent again
 /// skips base64, JSON and the signature: its claims are kept until they
 /// expire. Only a token that passed [`TokenKeys::verify`] is ever stored,
-/// so a caller cannot fill the map with tokens of its choosing. Entries are
-/// found by the signature segment and then compared whole in constant time:
-/// a lookup cannot tell how much of a guessed token matched. Revocation,
+/// (and only while its account and session are usable), so a caller cannot
+/// fill the map with tokens of its choosing. Entries are found by the
+/// signature segment (a randomly seeded hash map) and then compared whole
+/// in constant time, so a lookup does not tell how much of a guessed token
+/// matched. Signing keys are loaded once per process; a future key
+/// rotation must empty this. Revocation,
 /// a disabled account and the owner's current role are still checked on
 /// every request by the caller, from the directory.
 pub struct Verified {
@@ -174,8 +178,11 @@ impl Verified {
     }
 
     fn shard(&self, signature: &str) -> &Shard {
-        let byte = signature.as_bytes()[0] as usize;
-        &self.shards[byte % VERIFIED_SHARDS]
+        // Over every byte: one base64 character alone is not uniform.
+        let h = signature
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        &self.shards[h % VERIFIED_SHARDS]
     }
 
     /// The claims of `token` if it was verified before and is still within

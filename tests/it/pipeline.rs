@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::harness::{send, send_body, stderr, stdout, Daemon, Resp, Setup};
+use crate::harness::{query_i64, send, send_body, stderr, stdout, Daemon, Resp, Setup};
 use crate::identity::{login, SECRET};
 use crate::keys::add_user;
 
@@ -58,6 +58,13 @@ fn as_ref<'a>(c: &'a Option<(&'static str, String)>) -> Option<(&'a str, &'a str
     c.as_ref().map(|(n, v)| (*n, v.as_str()))
 }
 
+fn authz_fails(setup: &Setup) -> i64 {
+    query_i64(
+        &setup.db(),
+        "SELECT count(*) FROM audit_events WHERE action = 'authz_fail'",
+    )
+}
+
 /// Wrong in every way the body steps check: type, size, syntax.
 fn junk() -> String {
     format!("{{not json {}", "x".repeat(2000))
@@ -88,16 +95,18 @@ fn steps_run_in_order_on_a_prediction_route() {
     call(&d, "POST", path, None, "text/plain", &junk()).problem(401);
     let forged = Some(("X-API-Key", "sk_live_not-a-real-key".to_string()));
     call(&d, "POST", path, as_ref(&forged), "text/plain", &junk()).problem(401);
-    // 403 before the limit and the body; a refused scope costs no budget.
+    // 403 before the limit and the body. A refused scope is counted (so
+    // its audit rows stay bounded by the caller's limit).
     let body = call(&d, "POST", path, as_ref(&unscoped), "text/plain", &junk()).problem(403);
     assert!(
         body["detail"].as_str().unwrap().contains("predict:read"),
         "{body}"
     );
+    assert_eq!(authz_fails(&setup), 1);
 
-    // Spend alice's budget with good requests.
+    // Spend the rest of alice's budget with good requests.
     let good = r#"{"features": [1.0, 2.0, 3.0, 4.0, 5.0]}"#;
-    for _ in 0..BUDGET {
+    for _ in 1..BUDGET {
         let r = call(&d, "POST", path, as_ref(&full), "application/json", good);
         assert_eq!(r.status, 200, "{}", r.body);
     }
@@ -105,8 +114,12 @@ fn steps_run_in_order_on_a_prediction_route() {
     let r = call(&d, "POST", path, as_ref(&full), "text/plain", &junk());
     r.problem(429);
     assert!(r.header("retry-after").is_some());
-    // Still 403 (not 429) for her key without the scope.
-    call(&d, "POST", path, as_ref(&unscoped), "text/plain", &junk()).problem(403);
+    // Still 403 (not 429) for her key without the scope; over her limit,
+    // the refusal writes no more audit rows.
+    for _ in 0..5 {
+        call(&d, "POST", path, as_ref(&unscoped), "text/plain", &junk()).problem(403);
+    }
+    assert_eq!(authz_fails(&setup), 1);
 
     // The body's own order, on bob's fresh budget: 415, 413, 400, 422.
     call(&d, "POST", path, as_ref(&fresh), "text/plain", &junk()).problem(415);
