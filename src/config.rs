@@ -63,6 +63,25 @@ impl Default for Config {
     }
 }
 
+/// A list of CIDR blocks where a bare address stands for itself (`/32`,
+/// `/128`): `["127.0.0.1", "::1", "10.0.0.0/8"]`.
+fn addresses_or_blocks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            let trimmed = text.trim();
+            trimmed
+                .parse::<IpNet>()
+                .or_else(|_| trimmed.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is neither an IP address nor a CIDR block (e.g. \"10.0.0.1\" or \"10.0.0.0/8\")"
+                    ))
+                })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -74,6 +93,7 @@ pub struct ServerConfig {
     /// response bytes taken) is closed; see `http::conn`.
     pub head_timeout_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
+    #[serde(deserialize_with = "addresses_or_blocks")]
     pub trusted_proxies: Vec<IpNet>,
     pub tls_cert: String,
     pub tls_key: String,
@@ -1095,6 +1115,32 @@ fn redact_url_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks() {
+        let config = load_str(
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"::1\", \"10.0.0.0/8\"]\n",
+            &[],
+        )
+        .unwrap();
+        let server = &config.server;
+        for trusted in ["127.0.0.1", "::1", "10.1.2.3"] {
+            assert!(
+                server.is_trusted_proxy(trusted.parse().unwrap()),
+                "{trusted}"
+            );
+        }
+        for other in ["127.0.0.2", "::2", "11.0.0.1"] {
+            assert!(!server.is_trusted_proxy(other.parse().unwrap()), "{other}");
+        }
+        let err = load_str("[server]\ntrusted_proxies = [\"localhost\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("neither an IP address"),
+            "{err}"
+        );
+    }
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
