@@ -219,7 +219,7 @@ impl Identity {
                     .tokens
                     .verify(token, TokenType::Access)
                     .ok_or_else(invalid)?;
-                (claims, false)
+                (Arc::new(claims), false)
             }
         };
         let user = self.directory.user(&claims.sub).ok_or_else(invalid)?;
@@ -241,8 +241,8 @@ impl Identity {
             user,
             scopes,
             credential: Credential::Session {
-                token_id: claims.jti,
-                session_id: claims.sid,
+                token_id: claims.jti.clone(),
+                session_id: claims.sid.clone(),
                 expires_at: claims.exp,
             },
         })

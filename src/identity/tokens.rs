@@ -158,7 +158,7 @@ type Shard = RwLock<crate::FastMap<Box<str>, Arc<Memo>>>;
 
 struct Memo {
     token: Box<str>,
-    claims: Claims,
+    claims: Arc<Claims>,
 }
 
 impl Default for Verified {
@@ -187,7 +187,7 @@ impl Verified {
 
     /// The claims of `token` if it was verified before and is still within
     /// its `nbf`/`exp` (with the same leeway as [`TokenKeys::verify`]).
-    pub fn get(&self, token: &str, now: i64) -> Option<Claims> {
+    pub fn get(&self, token: &str, now: i64) -> Option<Arc<Claims>> {
         use subtle::ConstantTimeEq;
         let signature = Self::signature(token)?;
         let memo = self
@@ -197,11 +197,11 @@ impl Verified {
             .get(signature)
             .cloned()?;
         let same = memo.token.as_bytes().ct_eq(token.as_bytes());
-        (bool::from(same) && usable(&memo.claims, now)).then(|| memo.claims.clone())
+        (bool::from(same) && usable(&memo.claims, now)).then(|| Arc::clone(&memo.claims))
     }
 
     /// Remembers a token [`TokenKeys::verify`] accepted.
-    pub fn insert(&self, token: &str, claims: &Claims, now: i64) {
+    pub fn insert(&self, token: &str, claims: &Arc<Claims>, now: i64) {
         let Some(signature) = Self::signature(token) else {
             return;
         };
@@ -216,7 +216,7 @@ impl Verified {
             signature.into(),
             Arc::new(Memo {
                 token: token.into(),
-                claims: claims.clone(),
+                claims: Arc::clone(claims),
             }),
         );
     }
@@ -252,7 +252,7 @@ mod verified_tests {
         let verified = Verified::default();
         let token = "aaa.bbb.signature";
         assert!(verified.get(token, 100).is_none());
-        verified.insert(token, &claims(1_000), 100);
+        verified.insert(token, &Arc::new(claims(1_000)), 100);
         assert_eq!(verified.get(token, 100).unwrap().sub, "u1");
         // Another payload under the same signature is not that token.
         assert!(verified.get("aaa.ccc.signature", 100).is_none());
@@ -266,7 +266,7 @@ mod verified_tests {
     fn a_full_shard_makes_room() {
         let verified = Verified::default();
         for i in 0..(VERIFIED_SHARDS * VERIFIED_PER_SHARD * 2) {
-            verified.insert(&format!("h.p.s{i}"), &claims(1_000), 0);
+            verified.insert(&format!("h.p.s{i}"), &Arc::new(claims(1_000)), 0);
         }
         let total: usize = verified
             .shards
