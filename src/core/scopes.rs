@@ -41,6 +41,7 @@ impl Role {
         let mut set = Scopes::from_iter(base);
         if self >= Role::Manager {
             set.insert(UsersRead);
+            set.insert(MetricsRead);
         }
         if self == Role::Admin {
             set.insert(Admin);
@@ -78,16 +79,18 @@ pub enum Scope {
     KeysWrite,
     UsersRead,
     Admin,
+    MetricsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::PredictRead,
         Scope::ModelsRead,
         Scope::JobsRead,
         Scope::JobsWrite,
         Scope::KeysWrite,
         Scope::UsersRead,
+        Scope::MetricsRead,
         Scope::Admin,
     ];
 
@@ -99,6 +102,7 @@ impl Scope {
             Scope::JobsWrite => "jobs:write",
             Scope::KeysWrite => "keys:write",
             Scope::UsersRead => "users:read",
+            Scope::MetricsRead => "metrics:read",
             Scope::Admin => "admin",
         }
     }

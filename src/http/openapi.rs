@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::routes::{Credential, Limit, ROUTES};
+use crate::core::scopes::Scope;
 
 /// Responses any route can produce, whatever it declares.
 const COMMON: &[(u16, &str)] = &[
@@ -65,7 +66,11 @@ pub fn document() -> Value {
             operation["parameters"] = json!(parameters);
         }
         if route.credential != Credential::None {
-            operation["security"] = json!([{"bearer": []}, {"apiKey": []}]);
+            operation["security"] = json!([
+                {"OAuth2PasswordBearer": []},
+                {"APIKeyHeader": []},
+                {"HTTPBearer": []}
+            ]);
         }
         let item = paths
             .entry(route.path.to_string())
@@ -83,11 +88,25 @@ pub fn document() -> Value {
         "components": {
             "schemas": schemas(),
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT or sk_live_ API key" },
-                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
+                "OAuth2PasswordBearer": {
+                    "type": "oauth2",
+                    "description": "Sign in with a username and password; the access token goes in `Authorization: Bearer`.",
+                    "flows": { "password": { "tokenUrl": "/api/v1/auth/token", "refreshUrl": "/api/v1/auth/token", "scopes": scope_descriptions() } }
+                },
+                "APIKeyHeader": { "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key (`sk_live_…`)." },
+                "HTTPBearer": { "type": "http", "scheme": "bearer", "description": "A JWT access token or an API key in `Authorization: Bearer`." }
             }
         },
     })
+}
+
+/// The OAuth2 flow's scope list, from the one scope enum.
+fn scope_descriptions() -> Value {
+    Scope::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), json!(format!("the `{s}` scope"))))
+        .collect::<Map<String, Value>>()
+        .into()
 }
 
 fn schemas() -> Value {
