@@ -221,11 +221,7 @@ impl App {
         };
         let redis = async {
             let remote = self.remote.as_ref()?;
-            let ping = remote
-                .run_with_timeout(PROBE_TIMEOUT, |mut conn| async move {
-                    redis::cmd("PING").query_async::<String>(&mut conn).await
-                })
-                .await;
+            let ping = remote.ping(PROBE_TIMEOUT).await;
             Some(match ping {
                 Ok(_) => Check {
                     name: "redis",

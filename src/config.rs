@@ -40,6 +40,7 @@ pub struct Config {
     /// With none, the bundled demo model serves as `demo`.
     pub models: Vec<ModelConfig>,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub debug: DebugConfig,
 }
 
@@ -58,6 +59,7 @@ impl Default for Config {
             inference: InferenceConfig::default(),
             models: Vec::new(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             debug: DebugConfig::default(),
         }
     }
@@ -347,6 +349,10 @@ pub struct TierConfig {
     pub burst: Option<u32>,
     /// Extra limits for one endpoint group (`predict`, `models`, `auth`, `admin`).
     pub endpoints: BTreeMap<String, EndpointLimits>,
+    /// Count and report this tier's own windows, never refuse on them (to
+    /// try a limit on live traffic first).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -358,6 +364,9 @@ pub struct EndpointLimits {
     pub per_hour: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_day: Option<u32>,
+    /// Count and report these windows, never refuse on them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl TierConfig {
@@ -437,6 +446,14 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
+}
+
+/// `GET /metrics`. Read at start (a change needs a restart).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// No credential needed: bind the daemon to a private address then.
+    pub public: bool,
 }
 
 /// Switches that exist for the test suite. Never enable them in production.

@@ -45,6 +45,8 @@ struct TierRow<'a> {
     burst: Option<u32>,
     endpoints: &'a std::collections::BTreeMap<String, crate::config::EndpointLimits>,
     default: bool,
+    /// The tier's own windows count but never refuse.
+    shadow: bool,
 }
 
 #[derive(Serialize)]
@@ -98,6 +100,11 @@ pub async fn run(app: &Arc<App>, command: RatelimitCommand, out: &Output) -> Res
                                 w.used.to_string(),
                                 w.remaining.to_string(),
                                 format!("{}s", w.full_in_secs),
+                                match (w.shadow, w.remaining) {
+                                    (false, _) => "enforced".into(),
+                                    (true, 0) => "shadow (would refuse)".into(),
+                                    (true, _) => "shadow".into(),
+                                },
                             ]);
                         }
                     }
@@ -106,7 +113,7 @@ pub async fn run(app: &Arc<App>, command: RatelimitCommand, out: &Output) -> Res
                         user.username,
                         user.tier,
                         output::table(
-                            &["SOURCE", "POLICY", "LIMIT", "USED", "REMAINING", "FULL IN"],
+                            &["SOURCE", "POLICY", "LIMIT", "USED", "REMAINING", "FULL IN", "MODE"],
                             rows
                         )
                     )
@@ -131,6 +138,7 @@ pub fn tiers(config: &Config, out: &Output) -> Result<(), CliError> {
                 burst: t.per_minute.map(|m| t.burst.unwrap_or(m)),
                 endpoints: &t.endpoints,
                 default: name == config.auth.default_tier,
+                shadow: t.shadow,
             }
         })
         .collect();
@@ -152,15 +160,17 @@ pub fn tiers(config: &Config, out: &Output) -> Result<(), CliError> {
                             .iter()
                             .filter_map(|(u, v)| v.map(|v| format!("{v}/{u}")))
                             .collect();
-                            format!("{group}: {}", parts.join(" "))
+                            let shadow = if l.shadow { " (shadow)" } else { "" };
+                            format!("{group}: {}{shadow}", parts.join(" "))
                         })
                         .collect::<Vec<_>>()
                         .join("; ");
                     vec![
-                        if r.default {
-                            format!("{} (default)", r.name)
-                        } else {
-                            r.name.to_string()
+                        match (r.default, r.shadow) {
+                            (true, true) => format!("{} (default, shadow)", r.name),
+                            (true, false) => format!("{} (default)", r.name),
+                            (false, true) => format!("{} (shadow)", r.name),
+                            (false, false) => r.name.to_string(),
                         },
                         n(r.per_minute),
                         n(r.per_hour),

@@ -264,13 +264,15 @@ pub async fn audit_log(
                         r.target.clone().unwrap_or_default(),
                         r.outcome.clone(),
                         r.client_ip.clone().unwrap_or_default(),
+                        r.api_key_id.clone().unwrap_or_default(),
                         r.detail.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
             output::table(
                 &[
-                    "AT (UTC)", "ACTOR", "ACTION", "TARGET", "OUTCOME", "CLIENT", "DETAIL",
+                    "AT (UTC)", "ACTOR", "ACTION", "TARGET", "OUTCOME", "CLIENT", "API KEY",
+                    "DETAIL",
                 ],
                 table_rows,
             )

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod groups;
+pub mod metrics;
 pub mod scopes;
 pub mod time;
 pub mod versions;

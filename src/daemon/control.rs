@@ -45,6 +45,9 @@ pub struct WindowUsage {
     pub used: u32,
     pub remaining: u32,
     pub full_in_secs: u64,
+    /// A shadow window: counted, never refusing.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 impl WindowUsage {
@@ -57,6 +60,7 @@ impl WindowUsage {
             used: s.window.burst.saturating_sub(s.remaining),
             remaining: s.remaining,
             full_in_secs: s.reset_after.as_secs_f64().ceil() as u64,
+            shadow: s.window.shadow,
         }
     }
 }

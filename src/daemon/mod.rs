@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use crate::app::App;
 use crate::http::conn::Guarded;
 use crate::http::pipeline::{self, Conn};
-use crate::http::routes::{DebugRoutes, Router};
+use crate::http::routes::{DebugRoutes, MetricsAccess, Router};
 use crate::store::audit::{self, Action, Actor, Outcome};
 use crate::store::StoreError;
 
@@ -117,7 +117,12 @@ pub async fn run(
     } else {
         DebugRoutes::Absent
     };
-    let router = Arc::new(Router::new(debug_routes));
+    let metrics = if app.config.metrics.public {
+        MetricsAccess::Public
+    } else {
+        MetricsAccess::Protected
+    };
+    let router = Arc::new(Router::new(debug_routes, metrics));
     if app.config.debug.test_routes {
         tracing::warn!(
             "debug.test_routes is on: /debug/* routes are mounted; never do this in production"

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::core::error::Error;
 use crate::core::groups::Group;
 use crate::identity::Principal;
-use crate::serving::ratelimit::{Decision, Window};
+use crate::serving::ratelimit::{Decision, Window, ANONYMOUS_TIER};
 
 /// Counts a request by an authenticated caller: the subject is the user, so
 /// all of a user's keys and tokens share one budget.
@@ -22,14 +22,19 @@ pub async fn user(app: &App, p: &Principal, group: Group) -> Result<Decision, Er
     let mut subject = String::with_capacity(2 + p.user.id.len());
     subject.push_str("u:");
     subject.push_str(&p.user.id);
-    check(app, &subject, &windows).await
+    let decision = check(app, &subject, &windows).await?;
+    app.limiter.count(&p.user.tier, group, &decision);
+    Ok(decision)
 }
 
 /// Counts a request on an anonymous route (register, login, token, refresh)
 /// by client IP (`X-Forwarded-For` only from trusted proxies).
 pub async fn anonymous(app: &App, client_ip: IpAddr) -> Result<Decision, Error> {
     let windows = app.limiter.policies.anonymous();
-    check(app, &anonymous_subject(client_ip), &windows).await
+    let decision = check(app, &anonymous_subject(client_ip), &windows).await?;
+    // Every anonymous route signs in or registers.
+    app.limiter.count(ANONYMOUS_TIER, Group::Auth, &decision);
+    Ok(decision)
 }
 
 /// One bucket per IPv4 address, and per IPv6 /64: a client holding a /64
@@ -148,12 +153,14 @@ mod tests {
                 limit: 10,
                 period: Duration::from_secs(60),
                 burst: 10,
+                shadow: false,
             },
             Window {
                 name: "free-day".into(),
                 limit: 1000,
                 period: Duration::from_secs(86_400),
                 burst: 1000,
+                shadow: false,
             },
         ];
         let (allowed, _, states) = decide(&windows, &[0, 0], 1_000_000_000);

@@ -7,6 +7,7 @@ pub mod body;
 pub mod conn;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod problem;

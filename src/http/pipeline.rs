@@ -85,6 +85,11 @@ impl Call {
         &self.conn.app
     }
 
+    /// The route table this daemon serves, with its traffic counters.
+    pub fn router(&self) -> &Router {
+        &self.conn.router
+    }
+
     /// The authenticated caller. Only routes that take a credential call it.
     pub fn caller(&self) -> &Principal {
         self.principal
@@ -99,14 +104,14 @@ impl Call {
 
     /// Who to name in audit rows: the caller, or `anonymous`.
     pub fn actor(&self) -> Actor {
-        let name = self
-            .principal
-            .as_ref()
-            .map_or("anonymous", |p| p.user.username.as_str());
-        Actor {
-            name: name.to_string(),
-            client_ip: Some(self.ctx.client_ip.to_string()),
-            request_id: Some(self.ctx.request_id.to_string()),
+        match &self.principal {
+            Some(p) => actor(p, &self.ctx),
+            None => Actor {
+                name: "anonymous".into(),
+                client_ip: Some(self.ctx.client_ip.to_string()),
+                request_id: Some(self.ctx.request_id.to_string()),
+                api_key_id: None,
+            },
         }
     }
 
@@ -150,9 +155,7 @@ impl Call {
 /// Serves one request: the steps in the module doc, in that order.
 pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response, Infallible> {
     let _in_flight = conn.activity.begin();
-    // Clock reads only when the access log is on (`log.level = "info"`).
-    let started =
-        tracing::enabled!(target: "mlapi::access", tracing::Level::INFO).then(Instant::now);
+    let started = Instant::now();
     let app = &conn.app;
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
@@ -170,7 +173,7 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response,
         _ => None,
     };
     let mut decision = None;
-    let mut template = None;
+    let mut matched = None;
     let response = match (&client, &version) {
         (Err(e), _) | (_, Err(e)) => e.clone().into_response(),
         (Ok(_), Ok(Some(v)))
@@ -191,8 +194,8 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response,
         (Ok(client_ip), Ok(_)) => match conn.router.find(&method, route_path) {
             Match::NotFound => ApiError::NotFound.into_response(),
             Match::WrongMethod => ApiError::MethodNotAllowed.into_response(),
-            Match::Found(route, params) => {
-                template = Some(route.path);
+            Match::Found(route, index, params) => {
+                matched = Some((index, route.path));
                 let ctx = RequestContext {
                     request_id: Arc::clone(&request_id),
                     client_ip: *client_ip,
@@ -252,17 +255,25 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response,
         }
         _ => 0,
     };
-    if let Some(started) = started {
+    let elapsed = started.elapsed();
+    conn.router.traffic.record(
+        matched.map(|(index, _)| index),
+        &method,
+        response.status(),
+        api_version,
+        elapsed,
+    );
+    if tracing::enabled!(target: "mlapi::access", tracing::Level::INFO) {
         tracing::info!(
             target: "mlapi::access",
             request_id = %request_id,
             client = %client.map_or(conn.peer.ip(), |ip| ip),
             method = %method,
             path = %path,
-            route = template.unwrap_or(""),
+            route = matched.map_or("", |(_, template)| template),
             api_version,
             status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
         );
     }
     Ok(response)
@@ -379,8 +390,8 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, ApiErro
     principal.map_err(ApiError::from)
 }
 
-/// Key management and the admin key route need a user session: an API key
-/// cannot mint, rotate or revoke keys (catalog K7, K8).
+/// Account routes (logout) need a user session: an API key is not an
+/// account's password (catalog K8).
 fn require_session(p: &Principal) -> Result<(), ApiError> {
     match p.credential {
         identity::Credential::Session { .. } => Ok(()),
@@ -399,12 +410,21 @@ async fn authorize(
     scope: Scope,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let actor = Actor {
+    Ok(app.identity.authorize(p, scope, &actor(p, ctx)).await?)
+}
+
+/// An authenticated caller as audit rows name it: the user, and the API key
+/// when one was presented.
+fn actor(p: &Principal, ctx: &RequestContext) -> Actor {
+    Actor {
         name: p.user.username.clone(),
         client_ip: Some(ctx.client_ip.to_string()),
         request_id: Some(ctx.request_id.to_string()),
-    };
-    Ok(app.identity.authorize(p, scope, &actor).await?)
+        api_key_id: match &p.credential {
+            identity::Credential::ApiKey { key_id } => Some(key_id.to_string()),
+            identity::Credential::Session { .. } => None,
+        },
+    }
 }
 
 /// The version for an API path: the path's, else `API-Version` or

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use http::Method;
 
 use super::handlers::{debug, identity, keys, models, ops};
+use super::metrics::HttpMetrics;
 use super::pipeline::Call;
 use super::problem::{ApiError, Response};
 use crate::core::groups::Group;
@@ -30,8 +31,8 @@ pub enum Credential {
     None,
     /// A JWT access token or an API key (`Authorization: Bearer` or `X-API-Key`).
     TokenOrKey,
-    /// A JWT access token only: an API key gets 403 (it cannot mint,
-    /// rotate or revoke keys: catalog K7, K8).
+    /// A JWT access token only: an API key gets 403 (account routes such
+    /// as logout are never a key's business: catalog K8).
     Session,
 }
 
@@ -121,7 +122,7 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
 }
 
 /// The public API, in the order `/openapi.json` lists it.
-pub static ROUTES: [Route; 21] = [
+pub static ROUTES: [Route; 22] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -131,6 +132,9 @@ pub static ROUTES: [Route; 21] = [
     route!(GET "/openapi.json", PUBLIC, Problem, ops::openapi,
         "openapi", "operations", "This OpenAPI 3.1 document.",
         [200 => ""]),
+    route!(GET "/metrics", (Credential::TokenOrKey, Some(Scope::MetricsRead), Limit::None), Problem, ops::metrics,
+        "metrics", "operations", "Prometheus metrics (text exposition 0.0.4); scope metrics:read unless metrics.public = true.",
+        [200 => "", 401 => "Problem", 403 => "Problem"]),
     route!(POST "/api/v1/auth/register", ANONYMOUS, Problem, identity::register,
         "register", "auth", "Create an account (role user, the default tier). JSON {username, email, password}.",
         [201 => "User", 403 => "Problem", 409 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
@@ -143,22 +147,22 @@ pub static ROUTES: [Route; 21] = [
     route!(POST "/api/v1/auth/refresh", ANONYMOUS, Problem, identity::refresh,
         "refresh", "auth", "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
         [200 => "TokenPair", 401 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
-    route!(POST "/api/v1/auth/logout", caller(None, Group::Auth), Problem, identity::logout,
+    route!(POST "/api/v1/auth/logout", session(None, Group::Auth), Problem, identity::logout,
         "logout", "auth", "End the session of the presented access token, on every daemon.",
         [204 => "", 401 => "Problem"]),
-    route!(POST "/api/v1/auth/api-keys", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::create,
-        "createApiKey", "api-keys", "Create an API key (signed-in user, scope keys:write). JSON {name, scopes?, expires_at?}. The key is shown once.",
+    route!(POST "/api/v1/auth/api-keys", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::create,
+        "createApiKey", "api-keys", "Create an API key (scope keys:write; a key never grants more scopes than the credential creating it). JSON {name, scopes?, expires_at?}. The key is shown once.",
         [201 => "CreatedKey", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
-    route!(GET "/api/v1/auth/api-keys", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::list,
+    route!(GET "/api/v1/auth/api-keys", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::list,
         "listApiKeys", "api-keys", "The caller's API keys with usage; never the secret.",
         [200 => "", 401 => "Problem", 403 => "Problem"]),
-    route!(DELETE "/api/v1/auth/api-keys/{id}", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::revoke,
+    route!(DELETE "/api/v1/auth/api-keys/{id}", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::revoke,
         "revokeApiKey", "api-keys", "Revoke one of the caller's keys (id or display prefix); refused everywhere within a second.",
         [204 => "", 401 => "Problem", 403 => "Problem"]),
-    route!(POST "/api/v1/auth/api-keys/{id}/rotate", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::rotate,
+    route!(POST "/api/v1/auth/api-keys/{id}/rotate", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::rotate,
         "rotateApiKey", "api-keys", "Replace a key (same name and scopes). JSON {grace_seconds?}: the old key works that long (default 0).",
         [201 => "CreatedKey", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
-    route!(DELETE "/api/v1/admin/api-keys/{id}", session(Some(Scope::Admin), Group::Admin), Problem, keys::admin_revoke,
+    route!(DELETE "/api/v1/admin/api-keys/{id}", caller(Some(Scope::Admin), Group::Admin), Problem, keys::admin_revoke,
         "adminRevokeApiKey", "admin", "Revoke any user's key (scope admin).",
         [204 => "", 401 => "Problem", 403 => "Problem"]),
     route!(POST "/api/v1/predict", caller(Some(Scope::PredictRead), Group::Predict), Problem, models::predict_v1,
@@ -211,27 +215,57 @@ pub enum DebugRoutes {
 
 /// What a path and method select.
 pub enum Match<'r> {
-    Found(&'r Route, Vec<String>),
+    /// The route, its index in `Router::routes` (its metrics slot), and the
+    /// path's parameters.
+    Found(&'r Route, usize, Vec<String>),
     /// The path exists, not with this method: 405 with `Allow`.
     WrongMethod,
     NotFound,
 }
 
+/// Who may read `/metrics` (`metrics.public`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// A credential with `metrics:read` (the table's row).
+    Protected,
+    /// Anyone: `PUBLIC_METRICS` replaces the row.
+    Public,
+}
+
+/// `/metrics` when `metrics.public = true`: no credential.
+pub static PUBLIC_METRICS: Route = route!(GET "/metrics", PUBLIC, Problem, ops::metrics,
+    "metrics", "operations", "Prometheus metrics (text exposition 0.0.4).",
+    [200 => ""]);
+
 /// The table as this process serves it, indexed for dispatch: exact paths
-/// by hash, templated paths by segment.
+/// by hash, templated paths by segment; and its traffic counters.
 pub struct Router {
     routes: Vec<&'static Route>,
     exact: FastMap<&'static str, Vec<usize>>,
     templated: Vec<(usize, Vec<&'static str>)>,
+    /// Requests by route, in `routes`' order (`Match::Found`'s index).
+    pub traffic: HttpMetrics,
 }
 
 impl Router {
-    pub fn new(debug_routes: DebugRoutes) -> Self {
+    pub fn new(debug_routes: DebugRoutes, metrics: MetricsAccess) -> Self {
         let debug: &'static [Route] = match debug_routes {
             DebugRoutes::Mounted => &DEBUG_ROUTES,
             DebugRoutes::Absent => &[],
         };
-        let routes: Vec<&'static Route> = ROUTES.iter().chain(debug).collect();
+        let routes: Vec<&'static Route> = ROUTES
+            .iter()
+            .map(|route| match metrics {
+                MetricsAccess::Public
+                    if route.path == PUBLIC_METRICS.path
+                        && route.method == PUBLIC_METRICS.method =>
+                {
+                    &PUBLIC_METRICS
+                }
+                _ => route,
+            })
+            .chain(debug)
+            .collect();
         let mut exact: FastMap<&'static str, Vec<usize>> = FastMap::default();
         let mut templated = Vec::new();
         for (i, route) in routes.iter().enumerate() {
@@ -242,6 +276,7 @@ impl Router {
             }
         }
         Router {
+            traffic: HttpMetrics::new(routes.iter().map(|r| r.path).collect()),
             routes,
             exact,
             templated,
@@ -252,13 +287,13 @@ impl Router {
         self.routes.iter().copied()
     }
 
-    /// Every templated route matching `path`, with its parameters.
+    /// Every templated route matching `path` (its index), with its parameters.
     fn templated_matches<'a>(
         &'a self,
         path: &'a str,
-    ) -> impl Iterator<Item = (&'static Route, Vec<String>)> + 'a {
+    ) -> impl Iterator<Item = (usize, Vec<String>)> + 'a {
         self.templated.iter().filter_map(move |(i, pattern)| {
-            match_template(pattern, path).map(|params| (self.routes[*i], params))
+            match_template(pattern, path).map(|params| (*i, params))
         })
     }
 
@@ -273,14 +308,15 @@ impl Router {
         if let Some(found) = self.exact.get(path) {
             return found
                 .iter()
-                .map(|&i| self.routes[i])
-                .find(|route| route.method == method)
-                .map_or(Match::WrongMethod, |route| Match::Found(route, Vec::new()));
+                .find(|&&i| self.routes[i].method == method)
+                .map_or(Match::WrongMethod, |&i| {
+                    Match::Found(self.routes[i], i, Vec::new())
+                });
         }
         let mut any = false;
-        for (route, params) in self.templated_matches(path) {
-            if route.method == method {
-                return Match::Found(route, params);
+        for (i, params) in self.templated_matches(path) {
+            if self.routes[i].method == method {
+                return Match::Found(self.routes[i], i, params);
             }
             any = true;
         }
@@ -295,7 +331,10 @@ impl Router {
     pub fn allowed(&self, path: &str) -> Vec<&'static str> {
         let routes: Vec<&'static Route> = match self.exact.get(path) {
             Some(found) => found.iter().map(|&i| self.routes[i]).collect(),
-            None => self.templated_matches(path).map(|(r, _)| r).collect(),
+            None => self
+                .templated_matches(path)
+                .map(|(i, _)| self.routes[i])
+                .collect(),
         };
         routes.into_iter().map(|r| r.method.as_str()).collect()
     }
@@ -358,7 +397,7 @@ mod tests {
         assert_eq!(match_template(&pattern, "/api/v1/keys/"), None);
         assert_eq!(match_template(&pattern, "/api/v1/keys/a/b"), None);
         assert_eq!(match_template(&pattern, "/api/v1/keys/%zz"), None);
-        let router = Router::new(DebugRoutes::Absent);
+        let router = Router::new(DebugRoutes::Absent, MetricsAccess::Protected);
         assert!(matches!(
             router.find(&Method::GET, "/health"),
             Match::Found(..)
@@ -391,10 +430,12 @@ mod tests {
                 route.path
             );
             let protected = route.credential != Credential::None;
+            // Operations routes (a scraper's `/metrics`) are never limited:
+            // a scrape every 15 s would outrun a small tier's daily budget.
             assert_eq!(
-                protected,
+                protected && route.doc.tag != "operations",
                 matches!(route.limit, Limit::User(_)),
-                "{}: users are limited exactly where a credential is taken",
+                "{}: users are limited exactly where a credential is taken, but on operations routes",
                 route.path
             );
             assert!(

@@ -322,17 +322,20 @@ impl Identity {
                     let Some(user) = accounts::find(tx, &new.owner)? else {
                         return Err(user_not_found(&new.owner));
                     };
-                    let mut limit = user.role.scopes();
-                    if let Some(caller) = allowed {
-                        limit = limit.intersect(caller);
-                    }
+                    let role = user.role.scopes();
+                    let limit = allowed.map_or(role, |caller| role.intersect(caller));
                     let scopes = new.scopes.unwrap_or(limit);
-                    if !scopes.is_subset_of(limit) {
-                        let extra: Vec<_> = scopes.iter().filter(|s| !limit.contains(*s)).map(|s| s.as_str()).collect();
+                    if !scopes.is_subset_of(role) {
+                        let extra: Vec<_> = scopes.iter().filter(|s| !role.contains(*s)).map(|s| s.as_str()).collect();
                         return Err(Error::Invalid(vec![FieldError::new(
                             "scopes",
-                            format!("not allowed for this account or credential: {}", extra.join(", ")),
+                            format!("not allowed for the {} role: {}", user.role, extra.join(", ")),
                         )]));
+                    }
+                    // Within the role but beyond the credential asking: the
+                    // caller lacks that scope itself (a key cannot widen itself).
+                    if let Some(scope) = scopes.iter().find(|s| !limit.contains(*s)) {
+                        return Err(Error::MissingScope(scope));
                     }
                     if scopes.is_empty() {
                         return Err(Error::Invalid(vec![FieldError::new("scopes", "must not be empty")]));
@@ -471,11 +474,10 @@ impl Identity {
                         return Err(Error::Conflict(format!("API key {} is {}; only active keys rotate", old.prefix, old.status)));
                     }
                     let scopes = Scopes::parse(&old.scopes.join(" ")).unwrap_or_default();
-                    if allowed.is_some_and(|a| !scopes.is_subset_of(a)) {
-                        return Err(Error::Forbidden(format!(
-                            "API key {} carries scopes this session lacks; sign in with them to rotate it",
-                            old.prefix
-                        )));
+                    // A replacement carries the old key's scopes: the caller
+                    // must hold each of them (a key cannot widen itself).
+                    if let Some(scope) = allowed.and_then(|a| scopes.iter().find(|s| !a.contains(*s))) {
+                        return Err(Error::MissingScope(scope));
                     }
                     // One grace period per chain: otherwise repeated rotations
                     // would keep any number of keys alive past the limit.

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::remote::{Remote, RemoteError};
 use crate::config::CacheConfig;
+use crate::core::metrics::Exposition;
 
 /// Keys per SCAN page and per UNLINK when flushing or counting Redis.
 const SCAN_BATCH: usize = 500;
@@ -558,6 +559,30 @@ impl Cache {
             // dropping everything is the safe over-approximation.
             tracing::warn!(error = %e, "cannot invalidate one model; dropping the whole cache");
             self.local.invalidate_all();
+        }
+    }
+
+    /// `mlapi_cache_requests_total{tier,result}`: hits by the tier that
+    /// answered (`local`, `redis`); misses and bypasses with `tier="none"`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let name = "mlapi_cache_requests_total";
+        let mut family = Exposition::family(
+            out,
+            name,
+            "counter",
+            "Prediction cache lookups by the tier that answered and result.",
+        );
+        for (tier, result, n) in [
+            ("local", "hit", &self.hits_local),
+            ("redis", "hit", &self.hits_redis),
+            ("none", "miss", &self.misses),
+            ("none", "bypass", &self.bypasses),
+        ] {
+            family.sample(
+                name,
+                &[("tier", tier), ("result", result)],
+                n.load(Ordering::Relaxed),
+            );
         }
     }
 

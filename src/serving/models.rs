@@ -18,6 +18,7 @@ use tract_onnx::prelude::*;
 
 use crate::config::{Config, ModelConfig};
 use crate::core::error::FieldError;
+use crate::core::metrics::{Exposition, Histogram};
 use crate::core::time;
 
 /// The bundled demo model (see models/README.md) and its metadata.
@@ -82,6 +83,20 @@ pub struct Model {
     plan: Plan,
     /// Which output holds the class probabilities.
     probabilities_output: usize,
+    /// Shared with the versions this one replaces on reload, so counts
+    /// survive a SIGHUP.
+    stats: Arc<InferenceStats>,
+}
+
+/// Inference runs by outcome and their durations, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct InferenceStats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    timeout: AtomicU64,
+    /// Refused before running: every slot was taken for the whole timeout.
+    busy: AtomicU64,
+    duration: Histogram,
 }
 
 impl std::fmt::Debug for Model {
@@ -267,6 +282,7 @@ impl Model {
             loaded_at: time::now(),
             plan,
             probabilities_output: 0,
+            stats: Arc::default(),
         };
         if model.baseline.len() != input_size {
             return Err(format!(
@@ -482,7 +498,10 @@ impl Registry {
                 Model::load(c)
             };
             match loaded {
-                Ok(model) => {
+                Ok(mut model) => {
+                    if let Some(old) = self.get(&c.name) {
+                        model.stats = Arc::clone(&old.stats);
+                    }
                     entries.insert(
                         c.name.clone(),
                         Entry {
@@ -580,11 +599,17 @@ impl Registry {
         rows: Vec<Vec<f32>>,
         explain: Explain,
     ) -> Result<Vec<Prediction>, InferenceError> {
+        let stats = Arc::clone(&model.stats);
         let permit = tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned())
             .await
-            .map_err(|_| InferenceError::Busy)?
-            .map_err(|_| InferenceError::Busy)?;
+            .ok()
+            .and_then(Result::ok);
+        let Some(permit) = permit else {
+            stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(InferenceError::Busy);
+        };
         self.inferences.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let delay = self.delay;
         // The permit travels with the work: a timed-out inference still
         // holds its slot until it really ends, so overload stays bounded.
@@ -595,12 +620,63 @@ impl Registry {
             }
             model.predict(&rows, explain)
         });
-        match tokio::time::timeout(self.timeout, work).await {
+        let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(InferenceError::Failed(format!(
                 "inference task failed: {e}"
             ))),
             Err(_) => Err(InferenceError::Timeout(self.timeout.as_millis() as u64)),
+        };
+        let outcome = match &result {
+            Ok(_) => &stats.ok,
+            Err(InferenceError::Timeout(_)) => &stats.timeout,
+            Err(_) => &stats.failed,
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        stats.duration.observe(started.elapsed());
+        result
+    }
+
+    /// `mlapi_inference_total` and `mlapi_inference_duration_seconds` for
+    /// the models served now.
+    pub fn render_metrics(&self, out: &mut String) {
+        let models: Vec<(String, Arc<InferenceStats>)> = self
+            .entries
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|e| (e.model.name.clone(), Arc::clone(&e.model.stats)))
+            .collect();
+        let name = "mlapi_inference_total";
+        let mut family = Exposition::family(
+            out,
+            name,
+            "counter",
+            "Model runs by outcome (ok, error, timeout; busy: refused, no inference slot free).",
+        );
+        for (model, s) in &models {
+            for (outcome, n) in [
+                ("ok", &s.ok),
+                ("error", &s.failed),
+                ("timeout", &s.timeout),
+                ("busy", &s.busy),
+            ] {
+                family.sample(
+                    name,
+                    &[("model", model), ("outcome", outcome)],
+                    n.load(Ordering::Relaxed),
+                );
+            }
+        }
+        let name = "mlapi_inference_duration_seconds";
+        let mut family = Exposition::family(
+            out,
+            name,
+            "histogram",
+            "Model run time (queueing for the blocking pool included), by model.",
+        );
+        for (model, s) in &models {
+            family.histogram(name, &[("model", model)], &s.duration);
         }
     }
 }

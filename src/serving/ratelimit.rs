@@ -15,12 +15,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::remote::{Remote, RemoteError};
 use crate::config::{Config, EndpointLimits, OnRedisError, TierConfig};
 use crate::core::groups::Group;
+use crate::core::metrics::Exposition;
 use crate::FastMap;
 use coalesce::{Check, Coalescer};
 
@@ -41,6 +43,8 @@ pub struct Window {
     pub limit: u32,
     pub period: Duration,
     pub burst: u32,
+    /// Counted and reported, never refusing (`shadow = true`).
+    pub shadow: bool,
 }
 
 impl Window {
@@ -60,8 +64,16 @@ pub struct WindowState {
     pub remaining: u32,
     /// Until the bucket is full again.
     pub reset_after: Duration,
-    /// Set when this window refused the request: until it would allow one.
+    /// Set when this window refused the request (or, for a shadow window,
+    /// would have): until it would allow one.
     pub retry_after: Option<Duration>,
+}
+
+impl WindowState {
+    /// A window that refuses (not a shadow one).
+    fn refuses(&self) -> bool {
+        self.retry_after.is_some() && !self.window.shadow
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +95,8 @@ pub struct Decision {
 
 impl Decision {
     /// The window to report: on refusal the one that frees up last, else the
-    /// one with the fewest requests left (then the one resetting last).
+    /// one with the fewest requests left (then the one resetting last; a
+    /// shadow window that would refuse reports 0 left).
     pub fn reported(&self) -> Option<&WindowState> {
         if self.allowed {
             self.windows
@@ -92,7 +105,7 @@ impl Decision {
         } else {
             self.windows
                 .iter()
-                .filter(|w| w.retry_after.is_some())
+                .filter(|w| w.refuses())
                 .max_by_key(|w| w.retry_after)
         }
     }
@@ -100,6 +113,7 @@ impl Decision {
     pub fn retry_after(&self) -> Duration {
         self.windows
             .iter()
+            .filter(|w| w.refuses())
             .filter_map(|w| w.retry_after)
             .max()
             .unwrap_or_default()
@@ -108,25 +122,41 @@ impl Decision {
     pub fn violated(&self) -> Vec<&str> {
         self.windows
             .iter()
-            .filter(|w| w.retry_after.is_some())
+            .filter(|w| w.refuses())
             .map(|w| &*w.window.name)
             .collect()
+    }
+
+    /// Allowed, but a shadow window would have refused it.
+    pub fn shadow_rejected(&self) -> bool {
+        self.allowed
+            && self
+                .windows
+                .iter()
+                .any(|w| w.window.shadow && w.retry_after.is_some())
     }
 }
 
 /// GCRA over several windows at `now` (µs since the Unix epoch), given each
 /// bucket's stored arrival time (0 = none). Returns the decision and, when
-/// allowed, the arrival times to store. Redis's Lua script mirrors this.
+/// allowed, the arrival times to store. A shadow window that would refuse
+/// does not refuse, and keeps its arrival time as a refusal would: it counts
+/// what the limit would let through. Redis's Lua script mirrors this.
 pub fn decide(windows: &[Window], tats: &[u64], now: u64) -> (bool, Vec<u64>, Vec<WindowState>) {
     let mut allowed = true;
     let mut new_tats = Vec::with_capacity(windows.len());
     let mut states = Vec::with_capacity(windows.len());
-    for (w, &tat) in windows.iter().zip(tats) {
+    for (w, &stored) in windows.iter().zip(tats) {
         let (t, tolerance) = (w.interval_us(), w.tolerance_us());
-        let tat = tat.max(now);
+        let tat = stored.max(now);
         let new_tat = tat + t;
         if new_tat - now > tolerance {
-            allowed = false;
+            if w.shadow {
+                new_tats.push(stored);
+            } else {
+                allowed = false;
+                new_tats.push(new_tat);
+            }
             states.push(WindowState {
                 window: w.clone(),
                 remaining: 0,
@@ -140,14 +170,14 @@ pub fn decide(windows: &[Window], tats: &[u64], now: u64) -> (bool, Vec<u64>, Ve
                 reset_after: Duration::from_micros(new_tat - now),
                 retry_after: None,
             });
+            new_tats.push(new_tat);
         }
-        new_tats.push(new_tat);
     }
     if !allowed {
         // Nothing is consumed; windows that would have allowed report their
         // state as it stays.
         for (state, &tat) in states.iter_mut().zip(tats) {
-            if state.retry_after.is_none() {
+            if !state.refuses() {
                 *state = peek_one(&state.window, tat, now);
             }
         }
@@ -197,6 +227,7 @@ impl Policies {
                 limit: per_minute,
                 period: Duration::from_secs(60),
                 burst: per_minute,
+                shadow: false,
             }]
             .into(),
         }
@@ -238,6 +269,7 @@ fn tier_windows(tier: &str, t: &TierConfig, group: Group) -> Vec<Window> {
             per_minute: t.per_minute,
             per_hour: t.per_hour,
             per_day: t.per_day,
+            shadow: t.shadow,
         },
         t.burst,
     );
@@ -269,6 +301,7 @@ fn windows_of(prefix: &str, l: &EndpointLimits, burst: Option<u32>) -> Vec<Windo
             } else {
                 limit
             },
+            shadow: l.shadow,
         })
     })
     .collect()
@@ -396,7 +429,8 @@ fn unix_us() -> u64 {
 /// Checks a batch of requests (see `coalesce`) atomically with the server's
 /// clock, in order, each against all of its windows. ARGV holds, per
 /// request, its window count and then each window's emission interval and
-/// tolerance in µs; KEYS, every request's windows in the same order.
+/// tolerance in µs and its shadow flag (1: never refuses, and is left as it
+/// is when it would); KEYS, every request's windows in the same order.
 /// Returns the arrival times each request read (a later request in the
 /// batch reads what an earlier one wrote), then the server time, as
 /// integers (exact: µs since 1970 stay below 2^53); Rust's `decide` repeats
@@ -417,23 +451,29 @@ local a = 1
 while a <= #ARGV do
   local n = tonumber(ARGV[a])
   local allowed = true
+  local over = {}
   for i = 1, n do
     local tat = tonumber(redis.pcall('GET', KEYS[k + i])) or 0
     out[o + i] = tat
     if tat < now then tat = now end
-    if tat + ARGV[a + 2 * i - 1] - now > tonumber(ARGV[a + 2 * i]) then allowed = false end
+    if tat + ARGV[a + 3 * i - 2] - now > tonumber(ARGV[a + 3 * i - 1]) then
+      over[i] = true
+      if ARGV[a + 3 * i] == '0' then allowed = false end
+    end
   end
   if allowed then
     for i = 1, n do
-      local tat = out[o + i]
-      if tat < now then tat = now end
-      local new_tat = tat + ARGV[a + 2 * i - 1]
-      redis.call('SET', KEYS[k + i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+      if not over[i] then
+        local tat = out[o + i]
+        if tat < now then tat = now end
+        local new_tat = tat + ARGV[a + 3 * i - 2]
+        redis.call('SET', KEYS[k + i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+      end
     end
   end
   o = o + n
   k = k + n
-  a = a + 2 * n + 1
+  a = a + 3 * n + 1
 end
 out[o + 1] = now
 return out
@@ -447,6 +487,82 @@ pub struct Limiter {
     /// Started on the first Redis check, on the runtime that makes it.
     coalescer: OnceLock<Coalescer>,
     pub policies: Policies,
+    decisions: Decisions,
+}
+
+/// The label of anonymous (per client IP) decisions' tier.
+pub const ANONYMOUS_TIER: &str = "anonymous";
+
+const RESULTS: [&str; 3] = ["allowed", "rejected", "shadow_rejected"];
+
+/// Decisions by tier, endpoint group and result, for `/metrics`: one atomic
+/// per combination, the tiers fixed at start.
+struct Decisions {
+    /// Config tiers, then `ANONYMOUS_TIER`.
+    tiers: Vec<String>,
+    slots: FastMap<String, usize>,
+    /// Where a tier missing from the config counts: the strictest tier,
+    /// whose windows it gets.
+    fallback: usize,
+    counts: Box<[AtomicU64]>,
+}
+
+impl Decisions {
+    fn new(config: &Config) -> Self {
+        let mut tiers: Vec<String> = config.tiers.keys().cloned().collect();
+        tiers.push(ANONYMOUS_TIER.to_string());
+        let slots: FastMap<String, usize> = tiers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i))
+            .collect();
+        Decisions {
+            fallback: slots[config.tier_names()[0]],
+            counts: (0..tiers.len() * Group::ALL.len() * RESULTS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            tiers,
+            slots,
+        }
+    }
+
+    fn count(&self, tier: &str, group: Group, decision: &Decision) {
+        let tier = self.slots.get(tier).copied().unwrap_or(self.fallback);
+        let group = Group::ALL.iter().position(|&g| g == group).unwrap_or(0);
+        let result = if !decision.allowed {
+            1
+        } else if decision.shadow_rejected() {
+            2
+        } else {
+            0
+        };
+        let i = (tier * Group::ALL.len() + group) * RESULTS.len() + result;
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = "mlapi_ratelimit_decisions_total";
+        let mut family = Exposition::family(
+            out,
+            name,
+            "counter",
+            "Rate-limit decisions by tier, endpoint group and result (shadow_rejected: allowed, but a shadow window would have refused).",
+        );
+        for (i, counter) in self.counts.iter().enumerate() {
+            let n = counter.load(Ordering::Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let result = RESULTS[i % RESULTS.len()];
+            let group = Group::ALL[i / RESULTS.len() % Group::ALL.len()].as_str();
+            let tier = &self.tiers[i / RESULTS.len() / Group::ALL.len()];
+            family.sample(
+                name,
+                &[("tier", tier), ("group", group), ("result", result)],
+                n,
+            );
+        }
+    }
 }
 
 /// Redis is down and `on_redis_error = "deny"`.
@@ -462,7 +578,18 @@ impl Limiter {
             on_error: config.ratelimit.on_redis_error,
             coalescer: OnceLock::new(),
             policies: Policies::from_config(config),
+            decisions: Decisions::new(config),
         }
+    }
+
+    /// Counts a decision for `/metrics`; `tier` is the caller's tier, or
+    /// `ANONYMOUS_TIER` for per-IP limits.
+    pub fn count(&self, tier: &str, group: Group, decision: &Decision) {
+        self.decisions.count(tier, group, decision);
+    }
+
+    pub fn render_metrics(&self, out: &mut String) {
+        self.decisions.render(out);
     }
 
     /// Counts one request against every window for `subject`. Anonymous
@@ -512,7 +639,7 @@ impl Limiter {
                 .collect(),
             args: windows
                 .iter()
-                .flat_map(|w| [w.interval_us(), w.tolerance_us()])
+                .flat_map(|w| [w.interval_us(), w.tolerance_us(), u64::from(w.shadow)])
                 .collect(),
         };
         let reply = self
@@ -573,7 +700,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     fn window(limit: u32, secs: u64) -> Window {
         Window {
@@ -581,7 +707,38 @@ mod tests {
             limit,
             period: Duration::from_secs(secs),
             burst: limit,
+            shadow: false,
         }
+    }
+
+    #[test]
+    fn a_shadow_window_counts_and_reports_but_never_refuses() {
+        let shadow = Window {
+            shadow: true,
+            ..window(2, 60)
+        };
+        let w = [window(100, 60), shadow];
+        let now = 7_000_000_000;
+        let mut tats = vec![0, 0];
+        for _ in 0..2 {
+            let (allowed, new, _) = decide(&w, &tats, now);
+            assert!(allowed);
+            tats = new;
+        }
+        let (allowed, new, states) = decide(&w, &tats, now);
+        assert!(allowed, "a shadow window never refuses");
+        assert_eq!(new[1], tats[1], "its bucket is left as a refusal leaves it");
+        assert_eq!(states[0].remaining, 97, "the real window was charged");
+        let d = Decision {
+            allowed,
+            windows: states,
+            source: Source::Local,
+            at: Duration::ZERO,
+        };
+        assert!(d.shadow_rejected());
+        assert!(d.violated().is_empty());
+        assert_eq!(d.retry_after(), Duration::ZERO);
+        assert_eq!(d.reported().unwrap().remaining, 0, "headers show it");
     }
 
     #[test]

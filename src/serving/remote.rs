@@ -75,6 +75,16 @@ impl Remote {
         self.link().conn.is_some()
     }
 
+    /// One PING within `timeout`: whether Redis answers now, not when the
+    /// last command ran.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), RemoteError> {
+        self.run_with_timeout(timeout, |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
+    }
+
     /// Runs `f` on the shared connection within the command deadline. A
     /// timeout or I/O failure opens the breaker; server-side errors (a bad
     /// script, say) do not, since the link itself is fine.

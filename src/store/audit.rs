@@ -92,6 +92,8 @@ pub struct Actor {
     pub name: String,
     pub client_ip: Option<String>,
     pub request_id: Option<String>,
+    /// The API key the request was authenticated with, if any.
+    pub api_key_id: Option<String>,
 }
 
 impl Actor {
@@ -100,6 +102,7 @@ impl Actor {
             name: "system".into(),
             client_ip: None,
             request_id: None,
+            api_key_id: None,
         }
     }
 
@@ -118,6 +121,7 @@ impl Actor {
             name: format!("cli:{user}"),
             client_ip: None,
             request_id: None,
+            api_key_id: None,
         }
     }
 }
@@ -149,8 +153,8 @@ pub fn record(
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO audit_events (actor, action, target, outcome, request_id, client_ip, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit_events (actor, action, target, outcome, request_id, client_ip, detail, api_key_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             actor.name,
             action.as_str(),
@@ -159,6 +163,7 @@ pub fn record(
             actor.request_id,
             actor.client_ip,
             detail,
+            actor.api_key_id,
         ],
     )?;
     Ok(())
@@ -175,6 +180,8 @@ pub struct AuditRow {
     pub client_ip: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+    /// The API key that acted, when one did.
+    pub api_key_id: Option<String>,
 }
 
 /// Filters for `mlapi audit`.
@@ -190,7 +197,7 @@ pub struct Query {
 
 pub fn query(conn: &Connection, q: &Query) -> Result<Vec<AuditRow>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, at, actor, action, target, outcome, client_ip, request_id, detail
+        "SELECT id, at, actor, action, target, outcome, client_ip, request_id, detail, api_key_id
          FROM audit_events
          WHERE (?1 IS NULL OR at >= ?1)
            AND (?2 IS NULL OR actor = ?2 OR target = ?2)
@@ -209,6 +216,7 @@ pub fn query(conn: &Connection, q: &Query) -> Result<Vec<AuditRow>, StoreError> 
                 client_ip: r.get(6)?,
                 request_id: r.get(7)?,
                 detail: r.get(8)?,
+                api_key_id: r.get(9)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_cache_flushes.sql",
         include_str!("../../migrations/0005_cache_flushes.sql"),
     ),
+    (
+        "0006_audit_api_key.sql",
+        include_str!("../../migrations/0006_audit_api_key.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

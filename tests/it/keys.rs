@@ -439,7 +439,8 @@ fn limits_and_ownership() {
         201
     );
 
-    // A key cannot manage keys, log out, or act as a password.
+    // A key without keys:write cannot manage keys; no key logs out or acts
+    // as a password.
     let narrow = create_key(
         &d,
         &bob,
@@ -453,7 +454,10 @@ fn limits_and_ownership() {
             .set("Content-Type", "application/json"),
         r#"{"name":"escalate","scopes":["keys:write"]}"#,
     );
-    r.problem(403);
+    assert!(r.problem(403)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("keys:write"));
     send(
         d.request("POST", "/api/v1/auth/logout")
             .set("X-API-Key", narrow_key),
@@ -570,4 +574,136 @@ fn key_cli_errors() {
     );
     let out = setup.cli(&["key", "create", "--user", "owner", "--name", "shown"]);
     assert!(stdout(&out).contains("not shown again"), "{}", stdout(&out));
+}
+
+/// A provisioning script's key with `keys:write` manages its owner's keys,
+/// never granting more than it has; audit rows name the key that acted.
+#[test]
+fn a_key_with_keys_write_manages_its_owners_keys() {
+    let setup = Setup::new(&auth_config(""));
+    let d = setup.start();
+    let carol = session(&d, "carol");
+    let r = create_key(
+        &d,
+        &carol,
+        json!({"name": "provisioner", "scopes": ["keys:write", "predict:read"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let provisioner = r.json();
+    let key = provisioner["api_key"].as_str().unwrap().to_string();
+    let by_key = |method: &str, path: &str| {
+        d.request(method, path)
+            .set("X-API-Key", &key)
+            .set("Content-Type", "application/json")
+    };
+
+    // Beyond its own scopes: 403 naming the scope, nothing created.
+    let r = send_body(
+        by_key("POST", "/api/v1/auth/api-keys"),
+        r#"{"name":"wider","scopes":["predict:read","models:read"]}"#,
+    );
+    let problem = r.problem(403);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("models:read"),
+        "{problem}"
+    );
+    // With no scopes asked for, the new key gets the creator's, not the role's.
+    let r = send_body(
+        by_key("POST", "/api/v1/auth/api-keys"),
+        r#"{"name":"default"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let default = r.json();
+    assert_eq!(default["scopes"], json!(["predict:read", "keys:write"]));
+    let r = send_body(
+        by_key("POST", "/api/v1/auth/api-keys"),
+        r#"{"name":"worker","scopes":["predict:read"]}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let worker = r.json();
+    let worker_key = worker["api_key"].as_str().unwrap();
+    assert_eq!(me_status(&d, worker_key), 200);
+
+    let list = send(by_key("GET", "/api/v1/auth/api-keys")).json();
+    let names: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in ["provisioner", "default", "worker"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    for secret in [&key, default["api_key"].as_str().unwrap(), worker_key] {
+        assert!(
+            !list.to_string().contains(secret),
+            "a listing never shows a secret"
+        );
+    }
+
+    let worker_id = worker["id"].as_str().unwrap();
+    let r = send_body(
+        by_key("POST", &format!("/api/v1/auth/api-keys/{worker_id}/rotate")),
+        "{}",
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rotated = r.json();
+    let rotated_key = rotated["api_key"].as_str().unwrap();
+    assert_eq!(me_status(&d, rotated_key), 200);
+    eventually(Duration::from_secs(1), || me_status(&d, worker_key) == 401);
+    let rotated_id = rotated["id"].as_str().unwrap();
+    let r = send(by_key(
+        "DELETE",
+        &format!("/api/v1/auth/api-keys/{rotated_id}"),
+    ));
+    assert_eq!(r.status, 204, "{}", r.body);
+    eventually(Duration::from_secs(1), || me_status(&d, rotated_key) == 401);
+
+    // A key that carries a scope the acting key lacks cannot be rotated by it.
+    let wide = create_key(
+        &d,
+        &carol,
+        json!({"name": "wide", "scopes": ["models:read"]}),
+    )
+    .json();
+    let r = send_body(
+        by_key(
+            "POST",
+            &format!(
+                "/api/v1/auth/api-keys/{}/rotate",
+                wide["id"].as_str().unwrap()
+            ),
+        ),
+        "{}",
+    );
+    assert!(r.problem(403)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("models:read"));
+
+    // Logout stays a session's business.
+    send(by_key("POST", "/api/v1/auth/logout")).problem(403);
+
+    // The audit names the acting key on every row it caused.
+    let out = setup.cli(&["--output", "json", "audit", "--user", "carol"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let provisioner_id = provisioner["id"].as_str().unwrap();
+    let by_provisioner: Vec<&str> = events
+        .iter()
+        .filter(|e| e["api_key_id"] == provisioner_id)
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in ["apikey_create", "apikey_rotate", "apikey_revoke"] {
+        assert!(
+            by_provisioner.contains(&action),
+            "no {action} row naming the key: {events:#?}"
+        );
+    }
+    let first = events
+        .iter()
+        .find(|e| e["action"] == "apikey_create" && e["api_key_id"].is_null())
+        .expect("the session's own apikey_create");
+    assert_eq!(first["actor"], "carol");
 }

@@ -11,6 +11,7 @@ mod http;
 mod identity;
 mod keys;
 mod lifecycle;
+mod metrics;
 mod pipeline;
 mod predict;
 mod ratelimit;

@@ -1,10 +1,12 @@
-//! Operations endpoints: liveness, readiness, the OpenAPI document.
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use http::StatusCode;
+use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::core::metrics::Exposition;
 use crate::http::openapi;
 use crate::http::pipeline::Call;
 use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
@@ -63,6 +65,46 @@ pub async fn ready(call: Call) -> Result<Response, ApiError> {
         retry_after_secs: 5,
         extra,
     })
+}
+
+/// Prometheus text: each owner writes its own families.
+pub async fn metrics(call: Call) -> Result<Response, ApiError> {
+    let app = call.app();
+    let mut out = String::with_capacity(32 * 1024);
+    call.router().traffic.render(&mut out);
+    app.limiter.render_metrics(&mut out);
+    app.cache.render_metrics(&mut out);
+    app.models().render_metrics(&mut out);
+    if let Some(remote) = &app.remote {
+        // Asked now: with no traffic the link would not notice an outage.
+        let up = remote
+            .ping(Duration::from_millis(app.config.redis.timeout_ms))
+            .await;
+        let mut family = Exposition::family(
+            &mut out,
+            "mlapi_redis_up",
+            "gauge",
+            "1 when Redis answered a PING during this scrape (only when redis.url is configured).",
+        );
+        family.sample("mlapi_redis_up", &[], u64::from(up.is_ok()));
+    }
+    let mut family = Exposition::family(
+        &mut out,
+        "mlapi_build_info",
+        "gauge",
+        "The running build; always 1.",
+    );
+    family.sample(
+        "mlapi_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    let mut response = Response::new(out.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 pub async fn openapi(_call: Call) -> Result<Response, ApiError> {
