@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::routes::{Credential, Limit, ROUTES};
+use super::routes::{Credential, Limit, Surface, ROUTES};
 use crate::core::scopes::Scope;
 
 /// Responses any route can produce, whatever it declares: problems (the
@@ -17,7 +17,7 @@ const COMMON: &[(u16, &str)] = &[
 
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for route in &ROUTES {
+    for route in ROUTES.iter().filter(|r| r.surface == Surface::Api) {
         let doc = &route.doc;
         let mut responses = Map::new();
         // A limited route can refuse (429) or lose its limiter (503).

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use http::Method;
 
-use super::handlers::{debug, identity, keys, models, ops};
+use super::handlers::{debug, docs, identity, keys, models, ops};
 use super::pipeline::Call;
 use super::problem::{ApiError, Response};
 use crate::core::groups::Group;
@@ -68,6 +68,16 @@ pub struct Doc {
     pub responses: &'static [(u16, &'static str)],
 }
 
+/// What a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The JSON API, described in `/openapi.json`.
+    Api,
+    /// A browser page or its assets (`/docs`): not API, so not in
+    /// `/openapi.json`, and served whatever the browser accepts.
+    Page,
+}
+
 pub struct Route {
     pub method: Method,
     /// `{name}` marks a path parameter; handlers read them in order.
@@ -78,6 +88,7 @@ pub struct Route {
     pub errors: Errors,
     pub handler: Handler,
     pub doc: Doc,
+    pub surface: Surface,
 }
 
 /// A handler as a table entry.
@@ -110,8 +121,19 @@ macro_rules! route {
                 tag: $tag,
                 responses: &[$(($status, $schema)),*],
             },
+            surface: Surface::Api,
         }
     }};
+}
+
+/// A public browser page row (`Surface::Page`).
+macro_rules! page {
+    ($method:ident $path:literal, $handler:path, $op:literal, $summary:literal) => {
+        Route {
+            surface: Surface::Page,
+            ..route!($method $path, PUBLIC, Problem, $handler, $op, "docs", $summary, [200 => ""])
+        }
+    };
 }
 
 const PUBLIC: (Credential, Option<Scope>, Limit) = (Credential::None, None, Limit::None);
@@ -120,8 +142,9 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
     (Credential::Session, scope, Limit::User(group))
 }
 
-/// The public API, in the order `/openapi.json` lists it.
-pub static ROUTES: [Route; 21] = [
+/// The public API, in the order `/openapi.json` lists it, and the `/docs`
+/// page (`Surface::Page`, not listed).
+pub static ROUTES: [Route; 23] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -131,6 +154,10 @@ pub static ROUTES: [Route; 21] = [
     route!(GET "/openapi.json", PUBLIC, Problem, ops::openapi,
         "openapi", "operations", "This OpenAPI 3.1 document.",
         [200 => ""]),
+    page!(GET "/docs", docs::page,
+        "docs", "The interactive API reference (Swagger UI), rendered from /openapi.json."),
+    page!(GET "/docs/assets/{digest}/{name}", docs::asset,
+        "docsAsset", "The reference page's embedded assets, by content digest."),
     route!(POST "/api/v1/auth/register", ANONYMOUS, Problem, identity::register,
         "register", "auth", "Create an account (role user, the default tier). JSON {username, email, password}.",
         [201 => "User", 403 => "Problem", 409 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
@@ -250,6 +277,11 @@ impl Router {
 
     pub fn routes(&self) -> impl Iterator<Item = &'static Route> + '_ {
         self.routes.iter().copied()
+    }
+
+    /// Whether `method` on `path` is a browser page (`Surface::Page`).
+    pub fn is_page(&self, method: &Method, path: &str) -> bool {
+        matches!(self.find(method, path), Match::Found(r, _) if r.surface == Surface::Page)
     }
 
     /// Every templated route matching `path`, with its parameters.
@@ -400,6 +432,12 @@ mod tests {
             assert!(
                 protected || route.scope.is_none(),
                 "{}: a scope needs a credential",
+                route.path
+            );
+            // A browser's navigation and asset loads carry no credential.
+            assert!(
+                route.surface == Surface::Api || !protected,
+                "{}: a page is public",
                 route.path
             );
         }
