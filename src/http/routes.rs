@@ -166,7 +166,7 @@ pub static ROUTES: [Route; 23] = [
         [200 => "TokenPair", 401 => "Problem", 403 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem", 503 => "Problem"]),
     route!(POST "/api/v1/auth/token", ANONYMOUS, OAuth, identity::token,
         "token", "auth", "OAuth2 token endpoint (form): grant_type=password or refresh_token. Errors per RFC 6749 §5.2.",
-        [200 => "TokenPair", 400 => "OAuthError", 415 => "Problem", 429 => "OAuthError", 503 => "OAuthError"]),
+        [200 => "TokenPair", 400 => "OAuthError", 401 => "OAuthError", 415 => "Problem", 429 => "OAuthError", 503 => "OAuthError"]),
     route!(POST "/api/v1/auth/refresh", ANONYMOUS, Problem, identity::refresh,
         "refresh", "auth", "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
         [200 => "TokenPair", 401 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
