@@ -3,20 +3,21 @@
 
 use serde_json::{json, Map, Value};
 
-use super::routes::{Credential, Limit, ROUTES};
+use super::routes::{Credential, Limit, Surface, ROUTES};
 use crate::core::scopes::Scope;
 
-/// Responses any route can produce, whatever it declares.
+/// Responses any route can produce, whatever it declares: problems (the
+/// second member is a schema name, as in `Doc::responses`).
 const COMMON: &[(u16, &str)] = &[
-    (400, "Malformed request"),
-    (404, "Not found"),
-    (405, "Method not allowed"),
-    (500, "Internal error"),
+    (400, "Problem"),
+    (404, "Problem"),
+    (405, "Problem"),
+    (500, "Problem"),
 ];
 
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for route in &ROUTES {
+    for route in ROUTES.iter().filter(|r| r.surface == Surface::Api) {
         let doc = &route.doc;
         let mut responses = Map::new();
         // A limited route can refuse (429) or lose its limiter (503).

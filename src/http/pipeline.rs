@@ -183,7 +183,12 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response,
         {
             gone(v, lifecycle.as_ref().expect("checked")).into_response()
         }
-        (Ok(_), Ok(_)) if !accepts_json(&parts.headers) => ApiError::NotAcceptable.into_response(),
+        // A browser page asks for HTML, CSS or images, not JSON.
+        (Ok(_), Ok(_))
+            if !accepts_json(&parts.headers) && !conn.router.is_page(&method, route_path) =>
+        {
+            ApiError::NotAcceptable.into_response()
+        }
         // One spelling per resource: `/health/` is not `/health`.
         (Ok(_), Ok(_)) if path.len() > 1 && path.ends_with('/') => {
             ApiError::NotFound.into_response()
@@ -611,10 +616,13 @@ fn finish(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // An API answer loads nothing; a page that does (`/docs`) sets its own.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     h.insert(
         PERMISSIONS_POLICY,
         HeaderValue::from_static(

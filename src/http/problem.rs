@@ -243,6 +243,13 @@ impl ApiError {
             if let Some(secs) = retry_after_secs {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
+            // RFC 6749 §5.2: a refused client is told which scheme it may use.
+            if status == StatusCode::UNAUTHORIZED {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="mlapi""#),
+                );
+            }
             return response;
         }
         let mut body = Map::new();

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use http::Method;
 
-use super::handlers::{debug, identity, keys, models, ops};
+use super::handlers::{debug, docs, identity, keys, models, ops};
 use super::metrics::HttpMetrics;
 use super::pipeline::Call;
 use super::problem::{ApiError, Response};
@@ -69,6 +69,16 @@ pub struct Doc {
     pub responses: &'static [(u16, &'static str)],
 }
 
+/// What a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The JSON API, described in `/openapi.json`.
+    Api,
+    /// A browser page or its assets (`/docs`): not API, so not in
+    /// `/openapi.json`, and served whatever the browser accepts.
+    Page,
+}
+
 pub struct Route {
     pub method: Method,
     /// `{name}` marks a path parameter; handlers read them in order.
@@ -79,6 +89,7 @@ pub struct Route {
     pub errors: Errors,
     pub handler: Handler,
     pub doc: Doc,
+    pub surface: Surface,
 }
 
 /// A handler as a table entry.
@@ -111,8 +122,19 @@ macro_rules! route {
                 tag: $tag,
                 responses: &[$(($status, $schema)),*],
             },
+            surface: Surface::Api,
         }
     }};
+}
+
+/// A public browser page row (`Surface::Page`).
+macro_rules! page {
+    ($method:ident $path:literal, $handler:path, $op:literal, $summary:literal) => {
+        Route {
+            surface: Surface::Page,
+            ..route!($method $path, PUBLIC, Problem, $handler, $op, "docs", $summary, [200 => ""])
+        }
+    };
 }
 
 const PUBLIC: (Credential, Option<Scope>, Limit) = (Credential::None, None, Limit::None);
@@ -121,8 +143,9 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
     (Credential::Session, scope, Limit::User(group))
 }
 
-/// The public API, in the order `/openapi.json` lists it.
-pub static ROUTES: [Route; 22] = [
+/// The public API, in the order `/openapi.json` lists it, and the `/docs`
+/// page (`Surface::Page`, not listed).
+pub static ROUTES: [Route; 24] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -135,6 +158,10 @@ pub static ROUTES: [Route; 22] = [
     route!(GET "/metrics", (Credential::TokenOrKey, Some(Scope::MetricsRead), Limit::None), Problem, ops::metrics,
         "metrics", "operations", "Prometheus metrics (text exposition 0.0.4); scope metrics:read unless metrics.public = true.",
         [200 => "", 401 => "Problem", 403 => "Problem"]),
+    page!(GET "/docs", docs::page,
+        "docs", "The interactive API reference (Swagger UI), rendered from /openapi.json."),
+    page!(GET "/docs/assets/{digest}/{name}", docs::asset,
+        "docsAsset", "The reference page's embedded assets, by content digest."),
     route!(POST "/api/v1/auth/register", ANONYMOUS, Problem, identity::register,
         "register", "auth", "Create an account (role user, the default tier). JSON {username, email, password}.",
         [201 => "User", 403 => "Problem", 409 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
@@ -143,7 +170,7 @@ pub static ROUTES: [Route; 22] = [
         [200 => "TokenPair", 401 => "Problem", 403 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem", 503 => "Problem"]),
     route!(POST "/api/v1/auth/token", ANONYMOUS, OAuth, identity::token,
         "token", "auth", "OAuth2 token endpoint (form): grant_type=password or refresh_token. Errors per RFC 6749 §5.2.",
-        [200 => "TokenPair", 400 => "OAuthError", 415 => "Problem", 429 => "OAuthError", 503 => "OAuthError"]),
+        [200 => "TokenPair", 400 => "OAuthError", 401 => "OAuthError", 415 => "Problem", 429 => "OAuthError", 503 => "OAuthError"]),
     route!(POST "/api/v1/auth/refresh", ANONYMOUS, Problem, identity::refresh,
         "refresh", "auth", "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
         [200 => "TokenPair", 401 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
@@ -285,6 +312,11 @@ impl Router {
 
     pub fn routes(&self) -> impl Iterator<Item = &'static Route> + '_ {
         self.routes.iter().copied()
+    }
+
+    /// Whether `method` on `path` is a browser page (`Surface::Page`).
+    pub fn is_page(&self, method: &Method, path: &str) -> bool {
+        matches!(self.find(method, path), Match::Found(r, ..) if r.surface == Surface::Page)
     }
 
     /// Every templated route matching `path` (its index), with its parameters.
@@ -441,6 +473,12 @@ mod tests {
             assert!(
                 protected || route.scope.is_none(),
                 "{}: a scope needs a credential",
+                route.path
+            );
+            // A browser's navigation and asset loads carry no credential.
+            assert!(
+                route.surface == Surface::Api || !protected,
+                "{}: a page is public",
                 route.path
             );
         }

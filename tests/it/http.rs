@@ -2,6 +2,7 @@
 //! security headers, request ids, CORS, body limits (SPEC 5; catalog H, I).
 
 use crate::harness::{query_i64, send, send_body, Redis, Setup};
+use mlapi::http::routes::Surface;
 
 const DEBUG: &str = "[debug]\ntest_routes = true\n";
 
@@ -332,6 +333,14 @@ fn openapi_documents_every_route_and_every_route_answers() {
     let doc = daemon.get("/openapi.json").json();
     assert_eq!(doc["openapi"], "3.1.0");
     for route in &mlapi::http::routes::ROUTES {
+        if route.surface == Surface::Page {
+            assert!(
+                doc["paths"][route.path].is_null(),
+                "{} is not API",
+                route.path
+            );
+            continue;
+        }
         let method = route.method.as_str();
         let op = &doc["paths"][route.path][method.to_ascii_lowercase()];
         assert_eq!(

@@ -56,6 +56,8 @@ struct TokenRequest {
     password: Option<String>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +143,7 @@ pub async fn token(mut call: Call) -> Result<Response, ApiError> {
     };
     let req: TokenRequest =
         serde_urlencoded::from_bytes(&form).map_err(|e| oauth("invalid_request", e.to_string()))?;
+    check_client(&call.parts.headers, &req)?;
     let missing = |name: &str| oauth("invalid_request", format!("missing parameter `{name}`"));
     let app = call.app();
     let actor = call.actor();
@@ -169,6 +172,53 @@ pub async fn token(mut call: Call) -> Result<Response, ApiError> {
         }
     };
     Ok(tokens_response(&pair))
+}
+
+/// Client authentication at the token endpoint (RFC 6749 §2.3). mlapi
+/// registers no OAuth2 clients, so every client is public: it may name
+/// itself (`client_id` in the body, or as the user of a Basic header with an
+/// empty password, which Swagger UI sends by default) and is not checked
+/// further. A client secret cannot be verified, so it is refused rather than
+/// silently ignored, and one request uses one method only (§2.3).
+fn check_client(headers: &http::HeaderMap, req: &TokenRequest) -> Result<(), ApiError> {
+    let invalid_client = |description: &str| ApiError::OAuth {
+        status: 401,
+        error: "invalid_client",
+        description: description.into(),
+        retry_after_secs: None,
+    };
+    let no_secret = "mlapi registers no OAuth2 clients: send no client secret";
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    if let Some((_, encoded)) = basic {
+        use base64::Engine;
+        let malformed = || invalid_client("malformed Basic client credentials");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| malformed())?;
+        let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+        let (_id, secret) = text.split_once(':').ok_or_else(malformed)?;
+        if !secret.is_empty() {
+            return Err(invalid_client(no_secret));
+        }
+        if req.client_id.is_some() || req.client_secret.is_some() {
+            return Err(ApiError::OAuth {
+                status: 400,
+                error: "invalid_request",
+                description:
+                    "send client credentials in the Authorization header or the body, not both"
+                        .into(),
+                retry_after_secs: None,
+            });
+        }
+    }
+    if req.client_secret.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(invalid_client(no_secret));
+    }
+    Ok(())
 }
 
 pub async fn refresh(mut call: Call) -> Result<Response, ApiError> {

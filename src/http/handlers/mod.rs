@@ -4,6 +4,7 @@
 //! pipeline before it runs.
 
 pub mod debug;
+pub mod docs;
 pub mod identity;
 pub mod keys;
 pub mod models;
