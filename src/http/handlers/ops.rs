@@ -1,13 +1,11 @@
 //! Operations endpoints: liveness, readiness, the OpenAPI document.
 
-use std::sync::OnceLock;
-
 use http::StatusCode;
 use serde_json::json;
 
 use crate::http::openapi;
 use crate::http::pipeline::Call;
-use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
+use crate::http::problem::{json_response, ApiError, Response, JSON};
 
 pub async fn health(call: Call) -> Result<Response, ApiError> {
     let app = call.app();
@@ -65,10 +63,20 @@ pub async fn ready(call: Call) -> Result<Response, ApiError> {
     })
 }
 
-pub async fn openapi(_call: Call) -> Result<Response, ApiError> {
-    // The document depends only on the route table: built once.
-    static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
-    let text = DOCUMENT
-        .get_or_init(|| serde_json::to_vec(&openapi::document()).expect("the document serializes"));
-    Ok(json_text_response(StatusCode::OK, JSON, text.clone()))
+pub async fn openapi(call: Call) -> Result<Response, ApiError> {
+    // Built per request: the request schemas follow the models a reload
+    // changes, and this is not a hot path.
+    let app = call.app();
+    let models = app.models().list();
+    let tiers = app.config.tier_names();
+    let facts = openapi::Facts {
+        models: &models,
+        max_batch: app.models().max_batch,
+        tiers: &tiers,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        JSON,
+        &openapi::document(&facts),
+    ))
 }
