@@ -13,6 +13,8 @@ use crate::serving::models::ModelInfo;
 const PROBLEM: &str = "Problem";
 const OAUTH_ERROR: &str = "OAuthError";
 const FORM: &str = "application/x-www-form-urlencoded";
+/// Meets the password policy.
+const EXAMPLE_PASSWORD: &str = "Analytical-Engine-1843";
 
 /// What the document says that is not in the route table: it describes the
 /// daemon it is served by.
@@ -56,16 +58,22 @@ pub fn document(facts: &Facts<'_>) -> Value {
 
 fn operation(route: &Route) -> Value {
     let doc = &route.doc;
+    let mut responses = responses(route);
+    let links = links(route);
+    if !links.is_empty() {
+        for (status, response) in responses.iter_mut() {
+            if status.starts_with('2') && response.get("content").is_some() {
+                response["links"] = Value::Object(links.clone());
+            }
+        }
+    }
     let mut operation = json!({
         "operationId": doc.operation_id,
         "summary": doc.summary,
         "tags": [doc.tag],
-        "responses": responses(route),
+        "responses": responses,
     });
-    let mut parameters: Vec<Value> = route
-        .path
-        .split('/')
-        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+    let mut parameters: Vec<Value> = path_parameters(route.path)
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}}))
         .collect();
     parameters.extend(doc.query.iter().map(|(name, schema)| {
@@ -96,6 +104,29 @@ fn operation(route: &Route) -> Value {
         }
     }
     operation
+}
+
+/// The row's links: the answer's `id` is each target's path parameter.
+fn links(route: &Route) -> Map<String, Value> {
+    let mut links = Map::new();
+    for target in route.doc.links {
+        let Some(to) = ROUTES.iter().find(|r| r.doc.operation_id == *target) else {
+            continue;
+        };
+        let parameters: Map<String, Value> = path_parameters(to.path)
+            .map(|name| (name.to_string(), json!("$response.body#/id")))
+            .collect();
+        links.insert(
+            (*target).to_string(),
+            json!({ "operationId": target, "parameters": parameters }),
+        );
+    }
+    links
+}
+
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
 }
 
 fn request_body(body: &Body) -> Value {
@@ -250,6 +281,7 @@ type Input = (Map<String, Value>, Vec<&'static str>);
 fn predict_request(
     facts: &Facts<'_>,
     description: &str,
+    examples: Value,
     inputs: &dyn Fn(&ModelInfo) -> Vec<Input>,
     extra: &Map<String, Value>,
 ) -> Value {
@@ -279,14 +311,35 @@ fn predict_request(
         json!({ "oneOf": branches })
     };
     schema["description"] = json!(description);
+    schema["examples"] = examples;
     schema
+}
+
+/// An input row the default model takes: each value as near 0 as its
+/// bounds allow.
+fn example_row(facts: &Facts<'_>) -> Vec<f64> {
+    let Some(model) = facts.models.iter().find(|m| m.default) else {
+        return Vec::new();
+    };
+    (0..model.input_size)
+        .map(|i| {
+            let (lo, hi) = model
+                .feature_bounds
+                .as_ref()
+                .and_then(|b| b.get(i).copied())
+                .unwrap_or((0.0, 0.0));
+            0f64.clamp(lo, hi)
+        })
+        .collect()
 }
 
 fn schemas(facts: &Facts<'_>) -> Value {
     let nullable = |ty: &str| json!({"type": [ty, "null"]});
+    let row = example_row(facts);
     let v1 = predict_request(
         facts,
         "One input row: `features`, as many numbers as the model takes, each within its bounds.",
+        json!([{ "features": row }]),
         &|m| {
             let mut p = Map::new();
             p.insert("features".into(), row_schema(m));
@@ -303,6 +356,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
     let v2 = predict_request(
         facts,
         "One input (`features`) or a batch (`instances`, at most `models.max_batch`), never both.",
+        json!([{ "features": row, "explain": true }, { "instances": [row, row], "explain": false }]),
         &|m| {
             let mut single = Map::new();
             single.insert("features".into(), row_schema(m));
@@ -355,6 +409,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             "properties": { "error": { "type": "string" }, "error_description": { "type": "string" } }
         },
         "RegisterRequest": {
+            "examples": [{ "username": "ada_lovelace", "email": "ada@example.com", "password": EXAMPLE_PASSWORD }],
             "type": "object",
             "required": ["username", "email", "password"],
             "additionalProperties": false,
@@ -370,6 +425,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             }
         },
         "LoginRequest": {
+            "examples": [{ "username": "ada_lovelace", "password": EXAMPLE_PASSWORD }],
             "type": "object",
             "description": "As JSON (an OAuth2 form: `LoginForm`).",
             "required": ["username", "password"],
@@ -383,6 +439,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             }
         },
         "LoginForm": {
+            "examples": [{ "grant_type": "password", "username": "ada_lovelace", "password": EXAMPLE_PASSWORD, "scope": "predict:read models:read" }],
             "type": "object",
             "description": "An OAuth2 password-grant form.",
             "required": ["username", "password"],
@@ -396,6 +453,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             }
         },
         "TokenRequest": {
+            "examples": [{ "grant_type": "password", "username": "ada_lovelace", "password": EXAMPLE_PASSWORD }],
             "description": "RFC 6749 §4.3 (password) or §6 (refresh_token).",
             "oneOf": [
                 {
@@ -419,12 +477,14 @@ fn schemas(facts: &Facts<'_>) -> Value {
             ]
         },
         "RefreshRequest": {
+            "examples": [{ "refresh_token": "the refresh_token of a token pair" }],
             "type": "object",
             "required": ["refresh_token"],
             "additionalProperties": false,
             "properties": { "refresh_token": { "type": "string" } }
         },
         "NewKeyRequest": {
+            "examples": [{ "name": "batch scorer", "scopes": ["predict:read", "models:read"], "expires_at": "2099-01-01T00:00:00Z" }],
             "type": "object",
             "required": ["name"],
             "additionalProperties": false,
@@ -440,6 +500,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             }
         },
         "RotateRequest": {
+            "examples": [{ "grace_seconds": 3600 }],
             "type": "object",
             "additionalProperties": false,
             "properties": {
@@ -447,6 +508,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             }
         },
         "UserPatch": {
+            "examples": [{ "role": "manager", "tier": facts.tiers.last(), "disabled": false }],
             "type": "object",
             "additionalProperties": false,
             "properties": {
@@ -716,6 +778,16 @@ mod tests {
             }
             if route.doc.body.is_some_and(|b| b.required) {
                 assert_eq!(op["requestBody"]["required"], true, "{}", route.path);
+            }
+        }
+        for route in &ROUTES {
+            for target in route.doc.links {
+                let to = ROUTES.iter().find(|r| r.doc.operation_id == *target);
+                assert!(
+                    to.is_some_and(|to| path_parameters(to.path).count() == 1),
+                    "{}: link to {target}",
+                    route.doc.operation_id
+                );
             }
         }
         let v1 = &doc["components"]["schemas"]["PredictV1Request"]["oneOf"];

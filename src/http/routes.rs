@@ -69,6 +69,9 @@ pub struct Doc {
     pub body: Option<Body>,
     /// Query parameters the handler reads: name and schema (in `http::openapi`).
     pub query: &'static [(&'static str, &'static str)],
+    /// Operations whose one path parameter this route's success answer
+    /// names (its `id`): OpenAPI links, which stateful clients follow.
+    pub links: &'static [&'static str],
     /// Statuses the handler answers and the schema of each (empty: no body).
     /// A status may appear twice with two schemas (two media types).
     pub responses: &'static [(u16, &'static str)],
@@ -151,6 +154,7 @@ macro_rules! route {
      $op:literal, $tag:literal, $summary:literal,
      $(body: $body:expr,)?
      $(query: [$($param:literal => $param_schema:literal),* $(,)?],)?
+     $(links: [$($link:literal),* $(,)?],)?
      [$($status:literal => $schema:literal),* $(,)?]) => {{
         let (credential, scope, limit) = $access;
         Route {
@@ -167,6 +171,7 @@ macro_rules! route {
                 tag: $tag,
                 body: route!(@body $($body)?),
                 query: &[$($(($param, $param_schema)),*)?],
+                links: &[$($($link),*)?],
                 responses: &[$(($status, $schema)),*],
             },
         }
@@ -193,6 +198,7 @@ pub static ROUTES: [Route; 21] = [
     route!(POST "/api/v1/auth/register", ANONYMOUS, Problem, identity::register,
         "register", "auth", "Create an account (role user, the default tier).",
         body: json("RegisterRequest"),
+        links: ["adminGetUser", "adminUpdateUser"],
         [201 => "User", 403 => "Problem", 409 => "Problem"]),
     route!(POST "/api/v1/auth/login", ANONYMOUS, Problem, identity::login,
         "login", "auth", "Password login, JSON or OAuth2 form (username, password, optional scope). Returns a token pair.",
@@ -212,6 +218,7 @@ pub static ROUTES: [Route; 21] = [
     route!(POST "/api/v1/auth/api-keys", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::create,
         "createApiKey", "api-keys", "Create an API key (signed-in user, scope keys:write). The key is shown once.",
         body: json("NewKeyRequest"),
+        links: ["revokeApiKey", "rotateApiKey", "adminRevokeApiKey"],
         [201 => "CreatedKey", 409 => "Problem"]),
     route!(GET "/api/v1/auth/api-keys", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::list,
         "listApiKeys", "api-keys", "The caller's API keys with usage; never the secret.",
@@ -222,6 +229,7 @@ pub static ROUTES: [Route; 21] = [
     route!(POST "/api/v1/auth/api-keys/{id}/rotate", session(Some(Scope::KeysWrite), Group::Auth), Problem, keys::rotate,
         "rotateApiKey", "api-keys", "Replace a key (same name and scopes); the old key works for grace_seconds (default 0).",
         body: json("RotateRequest").optional(),
+        links: ["revokeApiKey", "rotateApiKey", "adminRevokeApiKey"],
         [201 => "CreatedKey", 409 => "Problem"]),
     route!(DELETE "/api/v1/admin/api-keys/{id}", session(Some(Scope::Admin), Group::Admin), Problem, keys::admin_revoke,
         "adminRevokeApiKey", "admin", "Revoke any user's key (scope admin).",
