@@ -366,23 +366,33 @@ fn errors_for(errors: Errors, e: Error) -> ApiError {
 
 /// The caller, from `X-API-Key: sk_live_…` or `Authorization: Bearer <JWT
 /// or sk_live_ key>`; 401 otherwise. Credentials in the query string are
-/// never accepted (RFC 6750 §2.3). A header that is not visible ASCII
-/// counts as absent.
+/// never accepted (RFC 6750 §2.3). An `X-API-Key` header that is empty or not
+/// visible ASCII is refused, never skipped for the bearer token.
 pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
+    let unreadable = |name: &str| ApiError::Unauthorized {
+        presented: true,
+        detail: format!("the {name} header is not visible ASCII"),
     };
-    let bearer = text(header::AUTHORIZATION)
+    let key = match headers.get(X_API_KEY).map(HeaderValue::to_str) {
+        Some(Err(_)) => return Err(unreadable("X-API-Key")),
+        // Present is presented, even empty: never skipped for the bearer.
+        Some(Ok(key)) => Some(key.trim()),
+        None => None,
+    };
+    let authorization = match headers.get(header::AUTHORIZATION).map(HeaderValue::to_str) {
+        Some(Err(_)) if key.is_none() => return Err(unreadable("Authorization")),
+        Some(Ok(h)) => Some(h),
+        _ => None,
+    };
+    let bearer = authorization
         .and_then(|h| h.split_once(' '))
         .and_then(|(scheme, token)| {
             (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
                 .then(|| token.trim())
         });
-    let principal = match (text(X_API_KEY).map(str::trim), bearer) {
+    let principal = match (key, bearer) {
         // `X-API-Key` carries keys only, so its refusal speaks of a key.
-        (Some(key), _) if !key.is_empty() => app.identity.authenticate_key(key),
+        (Some(key), _) => app.identity.authenticate_key(key),
         (_, Some(token)) => app.identity.authenticate(token),
         _ => {
             return Err(ApiError::Unauthorized {

@@ -58,14 +58,23 @@ pub enum Errors {
     OAuth,
 }
 
-/// What `/openapi.json` says of a route.
+/// What `/openapi.json` says of a route. The statuses the shared steps add
+/// (401, 403, 404, 406, 413, 415, 422, 429, …) are derived from the row in
+/// `http::openapi`; `responses` lists what only the handler knows.
 #[derive(Debug, Clone, Copy)]
 pub struct Doc {
     pub operation_id: &'static str,
     pub summary: &'static str,
     pub tag: &'static str,
-    /// Statuses this route can answer besides the ones every route can, and
-    /// the schema of each (empty: none, or `Problem` for an error).
+    /// The request body the handler reads, if any.
+    pub body: Option<Body>,
+    /// Query parameters the handler reads: name and schema (in `http::openapi`).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Operations whose one path parameter this route's success answer
+    /// names (its `id`): OpenAPI links, which stateful clients follow.
+    pub links: &'static [&'static str],
+    /// Statuses the handler answers and the schema of each (empty: no body).
+    /// A status may appear twice with two schemas (two media types).
     pub responses: &'static [(u16, &'static str)],
 }
 
@@ -77,6 +86,52 @@ pub enum Surface {
     /// A browser page or its assets (`/docs`): not API, so not in
     /// `/openapi.json`, and served whatever the browser accepts.
     Page,
+}
+
+/// A request body: its schema per media type (names in `http::openapi`),
+/// and whether a request without one is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Body {
+    /// As `application/json`.
+    pub json: Option<&'static str>,
+    /// As `application/x-www-form-urlencoded` (the OAuth2 password flow).
+    pub form: Option<&'static str>,
+    pub required: bool,
+}
+
+impl Body {
+    /// A body the handler reads through `Call::optional_json`.
+    const fn optional(self) -> Body {
+        Body {
+            required: false,
+            ..self
+        }
+    }
+}
+
+const fn json(schema: &'static str) -> Body {
+    Body {
+        json: Some(schema),
+        form: None,
+        required: true,
+    }
+}
+
+const fn form(schema: &'static str) -> Body {
+    Body {
+        json: None,
+        form: Some(schema),
+        required: true,
+    }
+}
+
+/// Either; a form carries only strings, hence its own schema.
+const fn json_or_form(json: &'static str, form: &'static str) -> Body {
+    Body {
+        json: Some(json),
+        form: Some(form),
+        required: true,
+    }
 }
 
 pub struct Route {
@@ -105,8 +160,14 @@ const fn caller(scope: Option<Scope>, group: Group) -> (Credential, Option<Scope
 }
 
 macro_rules! route {
+    (@body) => { None };
+    (@body $body:expr) => { Some($body) };
     ($method:ident $path:literal, $access:expr, $errors:ident, $handler:path,
-     $op:literal, $tag:literal, $summary:literal, [$($status:literal => $schema:literal),* $(,)?]) => {{
+     $op:literal, $tag:literal, $summary:literal,
+     $(body: $body:expr,)?
+     $(query: [$($param:literal => $param_schema:literal),* $(,)?],)?
+     $(links: [$($link:literal),* $(,)?],)?
+     [$($status:literal => $schema:literal),* $(,)?]) => {{
         let (credential, scope, limit) = $access;
         Route {
             method: Method::$method,
@@ -120,6 +181,9 @@ macro_rules! route {
                 operation_id: $op,
                 summary: $summary,
                 tag: $tag,
+                body: route!(@body $($body)?),
+                query: &[$($(($param, $param_schema)),*)?],
+                links: &[$($($link),*)?],
                 responses: &[$(($status, $schema)),*],
             },
             surface: Surface::Api,
@@ -154,68 +218,81 @@ pub static ROUTES: [Route; 24] = [
         [200 => "Ready", 503 => "Problem"]),
     route!(GET "/openapi.json", PUBLIC, Problem, ops::openapi,
         "openapi", "operations", "This OpenAPI 3.1 document.",
-        [200 => ""]),
+        [200 => "OpenApi"]),
     route!(GET "/metrics", (Credential::TokenOrKey, Some(Scope::MetricsRead), Limit::None), Problem, ops::metrics,
         "metrics", "operations", "Prometheus metrics (text exposition 0.0.4); scope metrics:read unless metrics.public = true.",
-        [200 => "", 401 => "Problem", 403 => "Problem"]),
+        [200 => "PrometheusText"]),
     page!(GET "/docs", docs::page,
         "docs", "The interactive API reference (Swagger UI), rendered from /openapi.json."),
     page!(GET "/docs/assets/{digest}/{name}", docs::asset,
         "docsAsset", "The reference page's embedded assets, by content digest."),
     route!(POST "/api/v1/auth/register", ANONYMOUS, Problem, identity::register,
-        "register", "auth", "Create an account (role user, the default tier). JSON {username, email, password}.",
-        [201 => "User", 403 => "Problem", 409 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
+        "register", "auth", "Create an account (role user, the default tier).",
+        body: json("RegisterRequest"),
+        links: ["adminGetUser", "adminUpdateUser"],
+        [201 => "User", 403 => "Problem", 409 => "Problem"]),
     route!(POST "/api/v1/auth/login", ANONYMOUS, Problem, identity::login,
         "login", "auth", "Password login, JSON or OAuth2 form (username, password, optional scope). Returns a token pair.",
-        [200 => "TokenPair", 401 => "Problem", 403 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem", 503 => "Problem"]),
+        body: json_or_form("LoginRequest", "LoginForm"),
+        [200 => "TokenPair", 401 => "Problem"]),
     route!(POST "/api/v1/auth/token", ANONYMOUS, OAuth, identity::token,
         "token", "auth", "OAuth2 token endpoint (form): grant_type=password or refresh_token. Errors per RFC 6749 §5.2.",
-        [200 => "TokenPair", 400 => "OAuthError", 401 => "OAuthError", 415 => "Problem", 429 => "OAuthError", 503 => "OAuthError"]),
+        body: form("TokenRequest"),
+        [200 => "TokenPair", 400 => "OAuthError", 401 => "OAuthError", 500 => "OAuthError"]),
     route!(POST "/api/v1/auth/refresh", ANONYMOUS, Problem, identity::refresh,
-        "refresh", "auth", "Rotate a refresh token (JSON {refresh_token}); reuse revokes the whole session.",
-        [200 => "TokenPair", 401 => "Problem", 415 => "Problem", 422 => "Problem", 429 => "Problem"]),
+        "refresh", "auth", "Rotate a refresh token; reuse revokes the whole session.",
+        body: json("RefreshRequest"),
+        [200 => "TokenPair", 401 => "Problem"]),
     route!(POST "/api/v1/auth/logout", session(None, Group::Auth), Problem, identity::logout,
-        "logout", "auth", "End the session of the presented access token, on every daemon.",
-        [204 => "", 401 => "Problem"]),
+        "logout", "auth", "End the session of the presented access token, on every daemon (an API key gets 403).",
+        [204 => ""]),
     route!(POST "/api/v1/auth/api-keys", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::create,
-        "createApiKey", "api-keys", "Create an API key (scope keys:write; a key never grants more scopes than the credential creating it). JSON {name, scopes?, expires_at?}. The key is shown once.",
-        [201 => "CreatedKey", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
+        "createApiKey", "api-keys", "Create an API key (scope keys:write; never with a scope the presenting credential lacks). The key is shown once.",
+        body: json("NewKeyRequest"),
+        links: ["revokeApiKey", "rotateApiKey", "adminRevokeApiKey"],
+        [201 => "CreatedKey", 409 => "Problem"]),
     route!(GET "/api/v1/auth/api-keys", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::list,
         "listApiKeys", "api-keys", "The caller's API keys with usage; never the secret.",
-        [200 => "", 401 => "Problem", 403 => "Problem"]),
+        [200 => "KeyList"]),
     route!(DELETE "/api/v1/auth/api-keys/{id}", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::revoke,
         "revokeApiKey", "api-keys", "Revoke one of the caller's keys (id or display prefix); refused everywhere within a second.",
-        [204 => "", 401 => "Problem", 403 => "Problem"]),
+        [204 => ""]),
     route!(POST "/api/v1/auth/api-keys/{id}/rotate", caller(Some(Scope::KeysWrite), Group::Auth), Problem, keys::rotate,
-        "rotateApiKey", "api-keys", "Replace a key (same name and scopes). JSON {grace_seconds?}: the old key works that long (default 0).",
-        [201 => "CreatedKey", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
+        "rotateApiKey", "api-keys", "Replace a key (same name and scopes); the old key works for grace_seconds (default 0).",
+        body: json("RotateRequest").optional(),
+        links: ["revokeApiKey", "rotateApiKey", "adminRevokeApiKey"],
+        [201 => "CreatedKey", 409 => "Problem"]),
     route!(DELETE "/api/v1/admin/api-keys/{id}", caller(Some(Scope::Admin), Group::Admin), Problem, keys::admin_revoke,
         "adminRevokeApiKey", "admin", "Revoke any user's key (scope admin).",
-        [204 => "", 401 => "Problem", 403 => "Problem"]),
+        [204 => ""]),
     route!(POST "/api/v1/predict", caller(Some(Scope::PredictRead), Group::Predict), Problem, models::predict_v1,
-        "predictV1", "predict", "Predict one input (scope predict:read). JSON {features: [number, …], model?}.",
-        [200 => "PredictionV1", 401 => "Problem", 403 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 503 => "Problem", 504 => "Problem"]),
+        "predictV1", "predict", "Predict one input (scope predict:read).",
+        body: json("PredictV1Request"),
+        [200 => "PredictionV1", 404 => "Problem", 504 => "Problem"]),
     route!(POST "/api/v2/predict", caller(Some(Scope::PredictRead), Group::Predict), Problem, models::predict_v2,
         "predictV2", "predict", "Predict one input ({features}) or a batch ({instances}) with confidence, probabilities and an occlusion explanation (explain, default true).",
-        [200 => "PredictionV2", 401 => "Problem", 403 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem", 503 => "Problem", 504 => "Problem"]),
+        body: json("PredictV2Request"),
+        [200 => "PredictionV2", 404 => "Problem", 504 => "Problem"]),
     route!(GET "/api/v1/models", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::list,
         "listModels", "models", "The served models (scope models:read): name, version, digest, input size, labels, backend, status.",
-        [200 => "", 401 => "Problem", 403 => "Problem"]),
+        [200 => "ModelList"]),
     route!(GET "/api/v1/models/{name}", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::show,
         "getModel", "models", "One model (scope models:read).",
-        [200 => "Model", 401 => "Problem", 403 => "Problem"]),
+        [200 => "Model"]),
     route!(GET "/api/v1/users/me", caller(None, Group::Auth), Problem, identity::me,
         "me", "users", "The caller's account and the scopes of the presented credential.",
-        [200 => "User", 401 => "Problem"]),
+        [200 => "User"]),
     route!(GET "/api/v1/admin/users", caller(Some(Scope::Admin), Group::Admin), Problem, identity::admin_list,
-        "adminListUsers", "admin", "List accounts (scope admin). Query: limit (1-1000, default 100), offset.",
-        [200 => "", 401 => "Problem", 403 => "Problem"]),
+        "adminListUsers", "admin", "List accounts (scope admin), oldest first.",
+        query: ["limit" => "PageLimit", "offset" => "PageOffset"],
+        [200 => "UserPage"]),
     route!(GET "/api/v1/admin/users/{id}", caller(Some(Scope::Admin), Group::Admin), Problem, identity::admin_get,
         "adminGetUser", "admin", "One account by id or username (scope admin).",
-        [200 => "User", 401 => "Problem", 403 => "Problem"]),
+        [200 => "User"]),
     route!(PATCH "/api/v1/admin/users/{id}", caller(Some(Scope::Admin), Group::Admin), Problem, identity::admin_patch,
-        "adminUpdateUser", "admin", "Change an account's role, tier or disabled flag (scope admin). JSON {role?, tier?, disabled?}.",
-        [200 => "User", 401 => "Problem", 403 => "Problem", 409 => "Problem", 422 => "Problem"]),
+        "adminUpdateUser", "admin", "Change an account's role, tier or disabled flag (scope admin); not your own role or disabled flag.",
+        body: json("UserPatch"),
+        [200 => "User", 409 => "Problem"]),
 ];
 
 /// Test-only routes, mounted when `debug.test_routes = true`; not in
@@ -229,7 +306,8 @@ pub static DEBUG_ROUTES: [Route; 3] = [
         [500 => "Problem"]),
     route!(POST "/debug/echo", PUBLIC, Problem, debug::echo,
         "debugEcho", "debug", "Echoes a small JSON document (tests body handling).",
-        [200 => "", 400 => "Problem", 413 => "Problem", 415 => "Problem", 422 => "Problem"]),
+        body: json("Echo"),
+        [200 => ""]),
 ];
 
 /// Whether the test-only routes (`DEBUG_ROUTES`) are served.

@@ -707,3 +707,26 @@ fn a_key_with_keys_write_manages_its_owners_keys() {
         .expect("the session's own apikey_create");
     assert_eq!(first["actor"], "carol");
 }
+
+/// An API-key header the daemon cannot use (unreadable, empty) is refused,
+/// never skipped for the bearer token (schemathesis's ignored_auth found it).
+#[test]
+fn an_unreadable_credential_header_is_refused_not_skipped() {
+    let d = Setup::new(&auth_config("")).start();
+    let token = session(&d, "bytes");
+    let me = |extra: &str| {
+        d.raw(
+            format!(
+                "GET /api/v1/users/me HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n{extra}\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    assert!(me("").starts_with("HTTP/1.1 200"), "{}", me(""));
+    // `ÿ` is two bytes past ASCII: the value is not a string a key can be.
+    let refused = me("X-API-Key: sk_live_\u{ff}\r\n");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused.contains("invalid_token"), "{refused}");
+    let empty = me("X-API-Key: \r\n");
+    assert!(empty.starts_with("HTTP/1.1 401"), "{empty}");
+}

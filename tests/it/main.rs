@@ -6,6 +6,7 @@ mod harness;
 
 mod cache;
 mod cli;
+mod contract;
 mod docs;
 mod generated;
 mod http;

@@ -26,8 +26,25 @@ struct NewKeyRequest {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     grace_seconds: Option<u64>,
+}
+
+/// A whole number of seconds, also when written `60.0`: JSON (and so the
+/// OpenAPI document's `integer`) does not tell the two apart.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = n.as_u64() {
+        return Ok(Some(n));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {n}, expected a whole number of seconds, 0 or more"
+        ))),
+    }
 }
 
 pub async fn create(mut call: Call) -> Result<Response, ApiError> {
@@ -123,4 +140,24 @@ pub async fn admin_revoke(call: Call) -> Result<Response, ApiError> {
         .revoke_key(call.param(0), None, &call.actor())
         .await?;
     Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RotateRequest;
+    use crate::http::body::decode;
+
+    #[test]
+    fn grace_seconds_are_whole_numbers_however_written() {
+        let grace = |text: &str| decode::<RotateRequest>(text.as_bytes()).map(|r| r.grace_seconds);
+        assert_eq!(grace(r#"{"grace_seconds": 60}"#).unwrap(), Some(60));
+        assert_eq!(grace(r#"{"grace_seconds": 60.0}"#).unwrap(), Some(60));
+        assert_eq!(grace(r#"{"grace_seconds": null}"#).unwrap(), None);
+        assert_eq!(grace("{}").unwrap(), None);
+        for refused in ["60.5", "-1", "1e300", "\"60\""] {
+            let body = format!(r#"{{"grace_seconds": {refused}}}"#);
+            let status = grace(&body).unwrap_err().status();
+            assert_eq!(status, 422, "{refused}");
+        }
+    }
 }

@@ -1,6 +1,5 @@
 //! Operations endpoints: liveness, readiness, metrics, the OpenAPI document.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::{header, HeaderValue, StatusCode};
@@ -9,7 +8,7 @@ use serde_json::json;
 use crate::core::metrics::Exposition;
 use crate::http::openapi;
 use crate::http::pipeline::Call;
-use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
+use crate::http::problem::{json_response, ApiError, Response, JSON};
 
 pub async fn health(call: Call) -> Result<Response, ApiError> {
     let app = call.app();
@@ -107,10 +106,20 @@ pub async fn metrics(call: Call) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-pub async fn openapi(_call: Call) -> Result<Response, ApiError> {
-    // The document depends only on the route table: built once.
-    static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
-    let text = DOCUMENT
-        .get_or_init(|| serde_json::to_vec(&openapi::document()).expect("the document serializes"));
-    Ok(json_text_response(StatusCode::OK, JSON, text.clone()))
+pub async fn openapi(call: Call) -> Result<Response, ApiError> {
+    // Built per request: the request schemas follow the models a reload
+    // changes, and this is not a hot path.
+    let app = call.app();
+    let models = app.models().list();
+    let tiers = app.config.tier_names();
+    let facts = openapi::Facts {
+        models: &models,
+        max_batch: app.models().max_batch,
+        tiers: &tiers,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        JSON,
+        &openapi::document(&facts),
+    ))
 }
