@@ -17,7 +17,7 @@ const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py");
 const PASSWORD: &str = "Contract-Pass-123!";
 
 /// A tool from the venv; the test fails (never skips) without it.
-fn tool(name: &str) -> PathBuf {
+pub fn tool(name: &str) -> PathBuf {
     let path = PathBuf::from(VENV).join("bin").join(name);
     assert!(
         path.exists(),

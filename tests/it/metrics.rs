@@ -2,11 +2,14 @@
 //! with a Prometheus text parser, every count exact; who may read it; Redis
 //! up and down; shadow limits that count without refusing.
 
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use prometheus_parse::{Sample, Scrape, Value as Metric};
 use serde_json::{json, Value};
 
+use crate::contract::tool;
 use crate::harness::{send, send_body, stderr, Daemon, Redis, Resp, Setup};
 use crate::identity::{auth_config, eventually, login, user_with_tokens};
 use crate::keys::add_user;
@@ -30,6 +33,36 @@ fn scrape(d: &Daemon, token: &str) -> Scrape {
 fn parse(text: &str) -> Scrape {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"))
+}
+
+/// The text through the Prometheus project's own Python parser
+/// (`prometheus_client`, strict about the format): family name → type.
+fn official_families(text: &str) -> Value {
+    let mut child = Command::new(tool("python"))
+        .args([
+            "-c",
+            "import json, sys\n\
+             from prometheus_client.parser import text_string_to_metric_families as parse\n\
+             print(json.dumps({f.name: f.type for f in parse(sys.stdin.read())}))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the venv's python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the scrape: {}\n{text}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The sample of `name` whose labels include all of `labels`; exactly one.
@@ -230,11 +263,30 @@ fn metrics_count_known_traffic_exactly() {
         "no Redis configured, no Redis gauge"
     );
 
-    // A scrape counts once it has been answered.
+    // The same text as Prometheus's own client library reads it (it names
+    // counters without their `_total`).
+    let r = send(
+        d.request("GET", "/metrics")
+            .set("Authorization", &format!("Bearer {admin}")),
+    );
+    let families = official_families(&r.body);
+    for (name, kind) in [
+        ("mlapi_http_requests", "counter"),
+        ("mlapi_http_request_duration_seconds", "histogram"),
+        ("mlapi_ratelimit_decisions", "counter"),
+        ("mlapi_cache_requests", "counter"),
+        ("mlapi_inference", "counter"),
+        ("mlapi_inference_duration_seconds", "histogram"),
+        ("mlapi_build_info", "gauge"),
+    ] {
+        assert_eq!(families[name], kind, "{name} in {families}");
+    }
+
+    // A scrape counts once it has been answered: the two above.
     let m = scrape(&d, &admin);
     assert_eq!(
         count(&m, http, &[("route", "/metrics"), ("status", "200")]),
-        1.0
+        2.0
     );
 }
 
