@@ -287,7 +287,7 @@ impl App {
         .config;
         let mut restart_needed = Vec::new();
         let old = &self.config;
-        let sections: [(&'static str, bool); 10] = [
+        let sections: [(&'static str, bool); 11] = [
             ("server", fresh.server != old.server),
             ("database", fresh.database != old.database),
             ("redis", fresh.redis != old.redis),
@@ -297,6 +297,7 @@ impl App {
             ("cache", fresh.cache != old.cache),
             ("api", fresh.api != old.api),
             ("log", fresh.log != old.log),
+            ("metrics", fresh.metrics != old.metrics),
             ("debug", fresh.debug != old.debug),
         ];
         for (name, changed) in sections {

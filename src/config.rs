@@ -370,8 +370,12 @@ pub struct EndpointLimits {
 }
 
 impl TierConfig {
-    /// The most requests a day this tier's tightest window lets through.
+    /// The most requests a day this tier's tightest window lets through
+    /// (unbounded for a shadow tier, which refuses nothing).
     pub fn daily_capacity(&self) -> u64 {
+        if self.shadow {
+            return u64::MAX;
+        }
         [
             self.per_minute.map(|n| u64::from(n) * 1_440),
             self.per_hour.map(|n| u64::from(n) * 24),
@@ -942,6 +946,9 @@ fn check_tier(name: &str, tier: &TierConfig) -> Result<(), String> {
     if name.is_empty() || name.len() > 32 || !name.chars().all(plain) {
         return Err("tier names are 1-32 characters of a-z, 0-9 and _".into());
     }
+    if name == "anonymous" {
+        return Err("`anonymous` is reserved: it labels the per-IP limits in /metrics".into());
+    }
     let windows = [tier.per_minute, tier.per_hour, tier.per_day];
     if windows.iter().all(Option::is_none) {
         return Err("set at least one of per_minute, per_hour, per_day".into());
@@ -1157,6 +1164,17 @@ mod tests {
             err.contains("server.trusted_proxies") && err.contains("neither an IP address"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn shadow_tiers_are_never_the_strictest_and_anonymous_is_reserved() {
+        let config = load_str("[tiers.trial]\nper_minute = 1\nshadow = true\n", &[]).unwrap();
+        assert_eq!(config.tier_names()[0], "free", "{:?}", config.tier_names());
+        assert_eq!(*config.tier_names().last().unwrap(), "trial");
+        let err = load_str("[tiers.anonymous]\nper_minute = 5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`anonymous` is reserved"), "{err}");
     }
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {

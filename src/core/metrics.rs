@@ -24,8 +24,9 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, elapsed: Duration) {
-        let us = elapsed.as_micros() as u64;
-        let slot = BUCKETS_US.partition_point(|&bound| bound < us);
+        // In ns, so 50.9 µs is not counted as 50 µs.
+        let ns = elapsed.as_nanos() as u64;
+        let slot = BUCKETS_US.partition_point(|&bound| bound * 1_000 < ns);
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         self.sum_ns
             .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
@@ -126,18 +127,20 @@ mod tests {
         let h = Histogram::default();
         h.observe(Duration::from_micros(40));
         h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_nanos(50_900));
         h.observe(Duration::from_micros(700));
         h.observe(Duration::from_secs(11));
         let mut out = String::new();
         let mut family = Exposition::family(&mut out, "t_seconds", "histogram", "Test.");
         family.histogram("t_seconds", &[("route", "/a\"b")], &h);
         assert!(out.contains("t_seconds_bucket{route=\"/a\\\"b\",le=\"0.00005\"} 2\n"));
-        assert!(out.contains("le=\"0.0005\"} 2\n"));
-        assert!(out.contains("le=\"0.001\"} 3\n"));
-        assert!(out.contains("le=\"10\"} 3\n"));
-        assert!(out.contains("le=\"+Inf\"} 4\n"));
-        assert!(out.contains("t_seconds_count{route=\"/a\\\"b\"} 4\n"));
-        assert_eq!(h.count(), 4);
+        assert!(out.contains("le=\"0.0001\"} 3\n"));
+        assert!(out.contains("le=\"0.0005\"} 3\n"));
+        assert!(out.contains("le=\"0.001\"} 4\n"));
+        assert!(out.contains("le=\"10\"} 4\n"));
+        assert!(out.contains("le=\"+Inf\"} 5\n"));
+        assert!(out.contains("t_seconds_count{route=\"/a\\\"b\"} 5\n"));
+        assert_eq!(h.count(), 5);
         assert_eq!(format_seconds(2_500_000), "2.5");
     }
 }

@@ -35,6 +35,7 @@ use super::routes::{Credential, Errors, Limit, Match, Route, Router};
 use crate::app::App;
 use crate::config::ServerConfig;
 use crate::core::error::Error;
+use crate::core::groups::Group;
 use crate::core::scopes::Scope;
 use crate::core::time;
 use crate::core::versions::{self, Lifecycle, Resolved};
@@ -183,9 +184,10 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response,
         {
             gone(v, lifecycle.as_ref().expect("checked")).into_response()
         }
-        // A browser page asks for HTML, CSS or images, not JSON.
+        // Pages (HTML, CSS, images) and /metrics (text) do not answer JSON.
         (Ok(_), Ok(_))
-            if !accepts_json(&parts.headers) && !conn.router.is_page(&method, route_path) =>
+            if !accepts_json(&parts.headers)
+                && !conn.router.answers_other_than_json(&method, route_path) =>
         {
             ApiError::NotAcceptable.into_response()
         }
@@ -321,7 +323,13 @@ async fn run_route(
         if let (Some(scope), Some(p)) = (missing_scope, &principal) {
             // 403 comes before 429, but the refused request is still counted:
             // its audit row is written only while the caller is within its
-            // limit, so refusals cannot flood the store with writes.
+            // limit, so refusals cannot flood the store with writes. On an
+            // unlimited route (`/metrics`) it counts against the caller's
+            // auth budget.
+            let made = match made {
+                Some(made) => Some(made),
+                None => Some(limits::user(app, p, Group::Auth).await),
+            };
             let within = match made {
                 Some(Ok(made)) => {
                     let within = made.allowed;

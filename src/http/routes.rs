@@ -134,6 +134,18 @@ const fn json_or_form(json: &'static str, form: &'static str) -> Body {
     }
 }
 
+impl Route {
+    /// JSON API rows answer JSON; pages and `/metrics` (Prometheus text) do not.
+    pub fn answers_json(&self) -> bool {
+        self.surface == Surface::Api
+            && !self
+                .doc
+                .responses
+                .iter()
+                .any(|&(status, schema)| status == 200 && schema == "PrometheusText")
+    }
+}
+
 pub struct Route {
     pub method: Method,
     /// `{name}` marks a path parameter; handlers read them in order.
@@ -392,9 +404,11 @@ impl Router {
         self.routes.iter().copied()
     }
 
-    /// Whether `method` on `path` is a browser page (`Surface::Page`).
-    pub fn is_page(&self, method: &Method, path: &str) -> bool {
-        matches!(self.find(method, path), Match::Found(r, ..) if r.surface == Surface::Page)
+    /// Whether `method` on `path` answers something other than JSON (a
+    /// browser page, Prometheus text): then an `Accept` without JSON is no
+    /// reason for 406.
+    pub fn answers_other_than_json(&self, method: &Method, path: &str) -> bool {
+        matches!(self.find(method, path), Match::Found(r, ..) if !r.answers_json())
     }
 
     /// Every templated route matching `path` (its index), with its parameters.

@@ -10,7 +10,7 @@ use prometheus_parse::{Sample, Scrape, Value as Metric};
 use serde_json::{json, Value};
 
 use crate::contract::tool;
-use crate::harness::{send, send_body, stderr, Daemon, Redis, Resp, Setup};
+use crate::harness::{query_i64, send, send_body, stderr, Daemon, Redis, Resp, Setup};
 use crate::identity::{auth_config, eventually, login, user_with_tokens};
 use crate::keys::add_user;
 
@@ -123,7 +123,7 @@ fn admin_token(setup: &Setup, d: &Daemon) -> String {
 
 #[test]
 fn metrics_count_known_traffic_exactly() {
-    // Users land on a tier of 3 requests a minute: 3 pass, then 429s.
+    // Users land on a tier of 3 requests a minute, shared by every group.
     let setup = Setup::new(&format!(
         "{}\n[tiers.metered]\nper_minute = 3\n",
         auth_config("default_tier = \"metered\"")
@@ -134,16 +134,27 @@ fn metrics_count_known_traffic_exactly() {
     let admin = admin_token(&setup, &d);
 
     send(d.request("GET", "/metrics")).problem(401);
-    let r = send(
-        d.request("GET", "/metrics")
-            .set("Authorization", &format!("Bearer {user}")),
-    );
-    assert!(r.problem(403)["detail"]
+    // A refused scope on this unlimited route is counted against the
+    // caller's budget (group auth) and audited only while within it.
+    let as_user = || {
+        send(
+            d.request("GET", "/metrics")
+                .set("Authorization", &format!("Bearer {user}")),
+        )
+    };
+    assert!(as_user().problem(403)["detail"]
         .as_str()
         .unwrap()
         .contains("metrics:read"));
     let statuses: Vec<u16> = (0..5).map(|_| predict(&d, &user).status).collect();
-    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    as_user().problem(403);
+    let authz_fail = "SELECT COUNT(*) FROM audit_events WHERE action = 'authz_fail'";
+    assert_eq!(
+        query_i64(&setup.db(), authz_fail),
+        1,
+        "the second refusal, over the limit, wrote nothing"
+    );
     assert_eq!(send(d.request("GET", "/no/such/path")).status, 404);
     assert_eq!(
         send(d.request("GET", "/api/v1/users/12345/nope")).status,
@@ -162,8 +173,8 @@ fn metrics_count_known_traffic_exactly() {
         labels.push(("status", status));
         labels
     };
-    assert_eq!(count(&m, http, &with_status("200")), 3.0);
-    assert_eq!(count(&m, http, &with_status("429")), 2.0);
+    assert_eq!(count(&m, http, &with_status("200")), 2.0);
+    assert_eq!(count(&m, http, &with_status("429")), 3.0);
     let unmatched = |version| {
         count(
             &m,
@@ -194,7 +205,7 @@ fn metrics_count_known_traffic_exactly() {
     );
     assert_eq!(
         count(&m, http, &[("route", "/metrics"), ("status", "403")]),
-        1.0
+        2.0
     );
     assert_eq!(
         count(
@@ -210,6 +221,7 @@ fn metrics_count_known_traffic_exactly() {
         &[("route", "/api/v1/predict")],
     );
     assert_eq!(n, 5);
+    assert_eq!(buckets.len(), 18, "17 bounds and +Inf");
     assert_eq!(buckets[0].0, 0.00005, "buckets start at 50 µs");
     assert_eq!(buckets[buckets.len() - 2].0, 10.0, "and end at 10 s");
 
@@ -221,8 +233,10 @@ fn metrics_count_known_traffic_exactly() {
             &[("tier", tier), ("group", group), ("result", result)],
         )
     };
-    assert_eq!(decision("metered", "predict", "allowed"), 3.0);
-    assert_eq!(decision("metered", "predict", "rejected"), 2.0);
+    assert_eq!(decision("metered", "predict", "allowed"), 2.0);
+    assert_eq!(decision("metered", "predict", "rejected"), 3.0);
+    assert_eq!(decision("metered", "auth", "allowed"), 1.0);
+    assert_eq!(decision("metered", "auth", "rejected"), 1.0);
     assert_eq!(decision("anonymous", "auth", "allowed"), 3.0);
 
     let cache = "mlapi_cache_requests_total";
@@ -232,7 +246,7 @@ fn metrics_count_known_traffic_exactly() {
     );
     assert_eq!(
         count(&m, cache, &[("tier", "local"), ("result", "hit")]),
-        2.0
+        1.0
     );
     assert_eq!(
         count(&m, cache, &[("tier", "redis"), ("result", "hit")]),
@@ -282,11 +296,19 @@ fn metrics_count_known_traffic_exactly() {
         assert_eq!(families[name], kind, "{name} in {families}");
     }
 
-    // A scrape counts once it has been answered: the two above.
+    // Asking for the format itself is no reason for 406.
+    let r = send(
+        d.request("GET", "/metrics")
+            .set("Authorization", &format!("Bearer {admin}"))
+            .set("Accept", "text/plain;version=0.0.4"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A scrape counts once it has been answered: the three above.
     let m = scrape(&d, &admin);
     assert_eq!(
         count(&m, http, &[("route", "/metrics"), ("status", "200")]),
-        2.0
+        3.0
     );
 }
 

@@ -36,7 +36,7 @@ use crate::serving::remote::{Remote, RemoteError};
 const MAX_BATCH: usize = 64;
 
 /// One request's check: its buckets' keys and, per key, the emission
-/// interval and tolerance in µs.
+/// interval and tolerance in µs and the shadow flag (0 or 1).
 pub(super) struct Check {
     pub keys: Vec<String>,
     pub args: Vec<u64>,
@@ -152,7 +152,7 @@ async fn send_queued(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) 
 }
 
 /// One script call for the checks: KEYS are every check's keys in order;
-/// ARGV is, per check, its key count and then its argument pairs.
+/// ARGV is, per check, its key count and then its arguments (three per key).
 async fn call<'a>(
     shared: &Shared,
     checks: impl ExactSizeIterator<Item = &'a Check> + Clone,
