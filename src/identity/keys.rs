@@ -348,7 +348,28 @@ impl Identity {
                             user.username
                         )));
                     }
-                    let key = this.insert(tx, &user.id, &name, scopes, new.expires_at, None)?;
+                    // A key that mints a key hands out no more time than it
+                    // has: the new key expires with it at the latest.
+                    let mut expires_at = new.expires_at;
+                    if let Some(acting) = &actor.api_key_id {
+                        let until: Option<i64> = tx
+                            .query_row("SELECT expires_at FROM api_keys WHERE id = ?1", [acting], |r| r.get(0))
+                            .optional()?
+                            .flatten();
+                        if let Some(until) = until {
+                            match expires_at {
+                                Some(e) if e > until => {
+                                    return Err(Error::Forbidden(format!(
+                                        "an API key cannot create a key that outlives it: this one expires at {}",
+                                        time::rfc3339(until)
+                                    )))
+                                }
+                                Some(_) => {}
+                                None => expires_at = Some(until),
+                            }
+                        }
+                    }
+                    let key = this.insert(tx, &user.id, &name, scopes, expires_at, None)?;
                     let detail = format!("api key {} ({})", key.prefix, key.name);
                     audit::record(tx, &actor, Action::KeyCreate, Some(&user.username), Outcome::Success, Some(&detail))?;
                     Ok(key)

@@ -685,6 +685,35 @@ fn a_key_with_keys_write_manages_its_owners_keys() {
     // Logout stays a session's business.
     send(by_key("POST", "/api/v1/auth/logout")).problem(403);
 
+    // A key that expires hands out no more time than it has.
+    let r = create_key(
+        &d,
+        &carol,
+        json!({"name": "short", "scopes": ["keys:write"], "expires_at": "2030-01-01T00:00:00Z"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let short = r.json()["api_key"].as_str().unwrap().to_string();
+    let by_short = |body: &str| {
+        send_body(
+            d.request("POST", "/api/v1/auth/api-keys")
+                .set("X-API-Key", &short)
+                .set("Content-Type", "application/json"),
+            body,
+        )
+    };
+    let r = by_short(r#"{"name":"longer","expires_at":"2031-01-01T00:00:00Z"}"#);
+    assert!(r.problem(403)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("outlives"));
+    let r = by_short(r#"{"name":"unbounded"}"#);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.json()["expires_at"],
+        "2030-01-01T00:00:00Z",
+        "it expires with its creator"
+    );
+
     // The audit names the acting key on every row it caused.
     let out = setup.cli(&["--output", "json", "audit", "--user", "carol"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
