@@ -149,7 +149,7 @@ fn request_body(body: &Body) -> Value {
 /// `http::body`) can answer for a route like it, each with its media type.
 fn responses(route: &Route) -> Map<String, Value> {
     let error = match route.errors {
-        Errors::Problem => PROBLEM,
+        Errors::Problem | Errors::Inference => PROBLEM,
         Errors::OAuth => OAUTH_ERROR,
     };
     let mut all: Vec<(u16, &str)> = route.doc.responses.to_vec();
@@ -175,7 +175,7 @@ fn responses(route: &Route) -> Map<String, Value> {
     }
     if route.doc.body.is_some() {
         all.extend([(413, PROBLEM), (415, PROBLEM)]);
-        if route.errors == Errors::Problem {
+        if route.errors != Errors::OAuth {
             all.extend([(400, PROBLEM), (422, PROBLEM)]);
         }
     }
@@ -395,6 +395,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
                 "title": { "type": "string" },
                 "status": { "type": "integer" },
                 "detail": { "type": "string" },
+                "error": { "type": "string", "description": "The Open Inference Protocol's error text (the `/v2/…` routes), the same as `detail`." },
                 "errors": {
                     "type": "array",
                     "items": {
@@ -526,7 +527,94 @@ fn schemas(facts: &Facts<'_>) -> Value {
         "PageLimit": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Page size, taken as 1 to 1000 (default 100)." },
         "PageOffset": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Accounts to skip (default 0)." },
         "PredictV1Request": v1,
-        "PredictV2Request": v2
+        "PredictV2Request": v2,
+        "OipInferRequest": {
+            "description": "Open Inference Protocol v2: one input tensor named `input`, shape [n, the model's input size], FP32 or FP64, `data` row-major (flat or nested), every value finite and within the model's bounds.",
+            "examples": [{ "id": "1", "inputs": [{ "name": "input", "shape": [1, row.len()], "datatype": "FP32", "data": row }] }],
+            "type": "object",
+            "required": ["inputs"],
+            "additionalProperties": false,
+            "properties": {
+                "id": { "type": ["string", "null"] },
+                "inputs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "shape", "datatype", "data"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "name": { "const": "input" },
+                            "shape": { "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": max_batch }, "minItems": 2, "maxItems": 2 },
+                            "datatype": { "enum": ["FP32", "FP64"] },
+                            "data": { "type": "array", "items": { "type": "number" }, "minItems": 1 },
+                            "parameters": { "type": ["object", "null"] }
+                        }
+                    }
+                },
+                "outputs": {
+                    "type": ["array", "null"],
+                    "description": "The outputs to answer with; none named (or empty): all.",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": false,
+                        "properties": { "name": { "enum": ["probabilities", "label"] }, "parameters": { "type": ["object", "null"] } }
+                    }
+                },
+                "parameters": { "type": ["object", "null"] }
+            }
+        },
+        "OipInferResponse": {
+            "type": "object",
+            "required": ["model_name", "model_version", "outputs"],
+            "properties": {
+                "model_name": { "type": "string" },
+                "model_version": { "type": "string" },
+                "id": { "type": "string" },
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "datatype", "shape", "data"],
+                        "properties": {
+                            "name": { "enum": ["probabilities", "label"] },
+                            "datatype": { "enum": ["FP32", "BYTES"] },
+                            "shape": { "type": "array", "items": { "type": "integer", "minimum": 0 } },
+                            "data": { "type": "array" }
+                        }
+                    }
+                }
+            }
+        },
+        "OipLive": { "type": "object", "required": ["live"], "properties": { "live": { "const": true } } },
+        "OipReady": { "type": "object", "required": ["ready"], "properties": { "ready": { "const": true } } },
+        "OipModelReady": {
+            "type": "object",
+            "required": ["name", "ready"],
+            "properties": { "name": { "type": "string" }, "ready": { "const": true } }
+        },
+        "OipModelMetadata": {
+            "type": "object",
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
+            "properties": {
+                "name": { "type": "string" },
+                "versions": { "type": "array", "items": { "type": "string" } },
+                "platform": { "type": "string" },
+                "inputs": { "type": "array", "items": schema_ref("OipTensorMetadata") },
+                "outputs": { "type": "array", "items": schema_ref("OipTensorMetadata") }
+            }
+        },
+        "OipTensorMetadata": {
+            "type": "object",
+            "required": ["name", "datatype", "shape"],
+            "properties": {
+                "name": { "type": "string" },
+                "datatype": { "type": "string" },
+                "shape": { "type": "array", "items": { "type": "integer" } }
+            }
+        }
         }),
         json!({
         "User": {

@@ -362,12 +362,15 @@ async fn run_route(
         (route.handler)(call).await
     }
     .await;
-    result.unwrap_or_else(ApiError::into_response)
+    result.unwrap_or_else(|e| match errors {
+        Errors::Inference => e.into_inference_response(),
+        Errors::Problem | Errors::OAuth => e.into_response(),
+    })
 }
 
 fn errors_for(errors: Errors, e: Error) -> ApiError {
     match errors {
-        Errors::Problem => e.into(),
+        Errors::Problem | Errors::Inference => e.into(),
         Errors::OAuth => ApiError::oauth(e),
     }
 }

@@ -228,6 +228,18 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
+        self.render(None)
+    }
+
+    /// The problem with the Open Inference Protocol's `error` member beside
+    /// its fields (the same text as `detail`), which KServe and Triton
+    /// clients show.
+    pub fn into_inference_response(self) -> Response {
+        let error = self.to_string();
+        self.render(Some(error))
+    }
+
+    fn render(self, error_member: Option<String>) -> Response {
         let status = self.status();
         if let ApiError::OAuth {
             error,
@@ -260,6 +272,9 @@ impl ApiError {
         );
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(self.to_string()));
+        if let Some(error) = error_member {
+            body.insert("error".into(), json!(error));
+        }
         let mut headers: Vec<(header::HeaderName, HeaderValue)> = Vec::new();
         match self {
             ApiError::Validation(errors) => {

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use http::Method;
 
-use super::handlers::{debug, docs, identity, keys, models, ops};
+use super::handlers::{debug, docs, identity, keys, models, oip, ops};
 use super::metrics::HttpMetrics;
 use super::pipeline::Call;
 use super::problem::{ApiError, Response};
@@ -56,6 +56,9 @@ pub enum Errors {
     Problem,
     /// RFC 6749 §5.2 (the OAuth2 token endpoint).
     OAuth,
+    /// Problem documents with the Open Inference Protocol's `error` member
+    /// (the `/v2/…` routes).
+    Inference,
 }
 
 /// What `/openapi.json` says of a route. The statuses the shared steps add
@@ -221,7 +224,7 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
 
 /// The public API, in the order `/openapi.json` lists it, and the `/docs`
 /// page (`Surface::Page`, not listed).
-pub static ROUTES: [Route; 24] = [
+pub static ROUTES: [Route; 29] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -291,6 +294,22 @@ pub static ROUTES: [Route; 24] = [
     route!(GET "/api/v1/models/{name}", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::show,
         "getModel", "models", "One model (scope models:read).",
         [200 => "Model"]),
+    route!(GET "/v2/health/live", PUBLIC, Inference, oip::live,
+        "oipLive", "inference-protocol", "Open Inference Protocol v2: the server is live.",
+        [200 => "OipLive"]),
+    route!(GET "/v2/health/ready", PUBLIC, Inference, oip::ready,
+        "oipReady", "inference-protocol", "Open Inference Protocol v2: the server is ready (as /ready).",
+        [200 => "OipReady", 503 => "Problem"]),
+    route!(GET "/v2/models/{name}", caller(Some(Scope::ModelsRead), Group::Models), Inference, oip::metadata,
+        "oipModelMetadata", "inference-protocol", "Open Inference Protocol v2: a model's metadata (scope models:read).",
+        [200 => "OipModelMetadata"]),
+    route!(GET "/v2/models/{name}/ready", caller(Some(Scope::ModelsRead), Group::Models), Inference, oip::model_ready,
+        "oipModelReady", "inference-protocol", "Open Inference Protocol v2: whether a model is ready (scope models:read).",
+        [200 => "OipModelReady"]),
+    route!(POST "/v2/models/{name}/infer", caller(Some(Scope::PredictRead), Group::Predict), Inference, oip::infer,
+        "oipInfer", "inference-protocol", "Open Inference Protocol v2 inference with JSON tensors (scope predict:read): outputs probabilities [n, labels] FP32 and label [n] BYTES; cached as /api/v2/predict is.",
+        body: json("OipInferRequest"),
+        [200 => "OipInferResponse", 503 => "Problem", 504 => "Problem"]),
     route!(GET "/api/v1/users/me", caller(None, Group::Auth), Problem, identity::me,
         "me", "users", "The caller's account and the scopes of the presented credential.",
         [200 => "User"]),

@@ -14,6 +14,7 @@ mod identity;
 mod keys;
 mod lifecycle;
 mod metrics;
+mod oip;
 mod pipeline;
 mod predict;
 mod ratelimit;

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod identity;
 pub mod keys;
 pub mod models;
+pub mod oip;
 pub mod ops;
 
 use http::StatusCode;

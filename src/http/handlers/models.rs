@@ -65,7 +65,7 @@ pub async fn show(call: Call) -> Result<Response, ApiError> {
 
 /// `Cache-Control: no-cache` on the request: answer from the model, not the
 /// cache. An unreadable header is no directive.
-fn read_mode(headers: &HeaderMap) -> Read {
+pub(super) fn read_mode(headers: &HeaderMap) -> Read {
     let no_cache = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -97,6 +97,12 @@ where
     let (answer, outcome) = app.cache.get_or_compute(&key, ttl, read, compute).await?;
     let body = with_cached(answer.json(), &outcome);
     let mut response = json_text_response(StatusCode::OK, JSON, body);
+    cache_headers(&mut response, &outcome);
+    Ok(response)
+}
+
+/// `X-Cache` (and `X-Cache-Tier` on a hit).
+pub(super) fn cache_headers(response: &mut Response, outcome: &Outcome) {
     let h = response.headers_mut();
     const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
     const X_CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
@@ -104,7 +110,6 @@ where
     if let Outcome::Hit(tier) = outcome {
         h.insert(X_CACHE_TIER, HeaderValue::from_static(tier.as_str()));
     }
-    Ok(response)
 }
 
 /// The stored answer with `"cached"` as its first member, spliced into the
@@ -137,11 +142,15 @@ fn unknown_model(app: &App, name: &str) -> ApiError {
 fn model(app: &App, name: Option<&str>) -> Result<Arc<Model>, ApiError> {
     match name {
         None => Ok(app.models().default_model()),
-        Some(name) => app
-            .models()
-            .get(name)
-            .ok_or_else(|| unknown_model(app, name)),
+        Some(name) => model_named(app, name),
     }
+}
+
+/// The model by name; 404 listing the served ones.
+pub(super) fn model_named(app: &App, name: &str) -> Result<Arc<Model>, ApiError> {
+    app.models()
+        .get(name)
+        .ok_or_else(|| unknown_model(app, name))
 }
 
 /// Parses one input row from raw JSON, recording each bad element by index.
@@ -212,7 +221,7 @@ fn parse_row(
 const MAX_ERRORS: usize = 20;
 
 /// Logs a refused input (OWASP vocabulary) without its values.
-fn refuse(ctx: &RequestContext, mut errors: Vec<FieldError>) -> ApiError {
+pub(super) fn refuse(ctx: &RequestContext, mut errors: Vec<FieldError>) -> ApiError {
     if errors.len() > MAX_ERRORS {
         let more = errors.len() - MAX_ERRORS;
         errors.truncate(MAX_ERRORS);
@@ -227,7 +236,7 @@ fn refuse(ctx: &RequestContext, mut errors: Vec<FieldError>) -> ApiError {
     ApiError::Validation(errors)
 }
 
-async fn run(
+pub(super) async fn run(
     app: &Arc<App>,
     model: Arc<Model>,
     rows: Vec<Vec<f32>>,

@@ -1,0 +1,267 @@
+//! The Open Inference Protocol v2 (KServe and Triton's REST API) for every
+//! model: server liveness and readiness, model metadata and readiness, and
+//! `infer` with JSON tensors. Inference goes through the same validation,
+//! cache and bounded pool as `/api/v2/predict`; errors are problem
+//! documents with the protocol's `error` member (`Errors::Inference`).
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::models::{model_named, refuse, run};
+use crate::core::error::FieldError;
+use crate::http::pipeline::Call;
+use crate::http::problem::{json_response, ApiError, Response, JSON};
+use crate::serving::cache::CacheKey;
+use crate::serving::models::{Explain, Model};
+
+/// The one input tensor a model takes, and the outputs it answers with.
+const INPUT: &str = "input";
+const PROBABILITIES: &str = "probabilities";
+const LABEL: &str = "label";
+
+pub async fn live(_call: Call) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, JSON, &json!({"live": true})))
+}
+
+/// Ready when `/ready` is: the database answers and the models are loaded.
+pub async fn ready(call: Call) -> Result<Response, ApiError> {
+    let checks = call.app().readiness().await;
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if failing.is_empty() {
+        return Ok(json_response(StatusCode::OK, JSON, &json!({"ready": true})));
+    }
+    Err(ApiError::Unavailable {
+        detail: format!("not ready: {}", failing.join("; ")),
+        retry_after_secs: 5,
+        extra: Default::default(),
+    })
+}
+
+pub async fn metadata(call: Call) -> Result<Response, ApiError> {
+    let model = model_named(call.app(), call.param(0))?;
+    Ok(json_response(
+        StatusCode::OK,
+        JSON,
+        &json!({
+            "name": model.name,
+            "versions": [model.version],
+            "platform": "onnx",
+            "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, model.input_size]}],
+            "outputs": [
+                {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, model.labels.len()]},
+                {"name": LABEL, "datatype": "BYTES", "shape": [-1]},
+            ],
+        }),
+    ))
+}
+
+/// A loaded model is ready: a reload that fails keeps the old one serving.
+pub async fn model_ready(call: Call) -> Result<Response, ApiError> {
+    let model = model_named(call.app(), call.param(0))?;
+    Ok(json_response(
+        StatusCode::OK,
+        JSON,
+        &json!({"name": model.name, "ready": true}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferRequest {
+    id: Option<String>,
+    inputs: Vec<InputTensor>,
+    outputs: Option<Vec<RequestedOutput>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    parameters: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputTensor {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    data: Value,
+    #[serde(default)]
+    #[allow(dead_code)]
+    parameters: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestedOutput {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    parameters: Option<serde_json::Map<String, Value>>,
+}
+
+pub async fn infer(mut call: Call) -> Result<Response, ApiError> {
+    let req: InferRequest = call.json().await?;
+    let app = Arc::clone(call.app());
+    let model = model_named(&app, call.param(0))?;
+    let mut errors = Vec::new();
+    let values = rows(&model, &req, app.models().max_batch, &mut errors);
+    let wanted = outputs(&req, &mut errors);
+    if !errors.is_empty() {
+        return Err(refuse(&call.ctx, errors));
+    }
+    let rows: Vec<Vec<f32>> = values
+        .iter()
+        .map(|v| v.iter().map(|&x| x as f32).collect())
+        .collect();
+    let key = CacheKey::new(&model.name, &model.answer_id, 2, "oip", &values);
+    let ttl = std::time::Duration::from_secs(model.cache_ttl_secs);
+    let read = super::models::read_mode(&call.parts.headers);
+    let (answer, outcome) = app
+        .cache
+        .get_or_compute(&key, ttl, read, || async {
+            let predictions = run(&app, Arc::clone(&model), rows, Explain::No).await?;
+            let n = predictions.len();
+            let probabilities: Vec<f64> = predictions
+                .iter()
+                .flat_map(|p| model.labels.iter().map(|l| p.probabilities[l]))
+                .collect();
+            let labels: Vec<&str> = predictions.iter().map(|p| p.prediction.as_str()).collect();
+            Ok::<_, ApiError>(json!({
+                "model_name": model.name,
+                "model_version": model.version,
+                "outputs": [
+                    {"name": PROBABILITIES, "datatype": "FP32", "shape": [n, model.labels.len()], "data": probabilities},
+                    {"name": LABEL, "datatype": "BYTES", "shape": [n], "data": labels},
+                ],
+            }))
+        })
+        .await?;
+    let mut body = answer.value();
+    if let Some(outputs) = body["outputs"].as_array_mut() {
+        outputs.retain(|o| wanted.iter().any(|w| o["name"] == *w));
+    }
+    if let Some(id) = req.id {
+        body["id"] = json!(id);
+    }
+    let mut response = json_response(StatusCode::OK, JSON, &body);
+    super::models::cache_headers(&mut response, &outcome);
+    Ok(response)
+}
+
+/// The input tensor as rows of the model's width, each checked as
+/// `/predict` checks its features; errors name `inputs[0]…`.
+fn rows(
+    model: &Model,
+    req: &InferRequest,
+    max_batch: usize,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Vec<f64>> {
+    let [input] = req.inputs.as_slice() else {
+        errors.push(FieldError::new(
+            "inputs",
+            format!(
+                "model {:?} takes exactly one input tensor, {INPUT:?}; got {}",
+                model.name,
+                req.inputs.len()
+            ),
+        ));
+        return Vec::new();
+    };
+    let before = errors.len();
+    if input.name != INPUT {
+        errors.push(FieldError::new(
+            "inputs[0].name",
+            format!("the input tensor is named {INPUT:?}"),
+        ));
+    }
+    if !matches!(input.datatype.as_str(), "FP32" | "FP64") {
+        errors.push(FieldError::new(
+            "inputs[0].datatype",
+            format!("FP32 or FP64, got {:?}", input.datatype),
+        ));
+    }
+    let width = model.input_size as i64;
+    let n = match input.shape.as_slice() {
+        [n, w] if *w == width && *n >= 1 && *n as usize <= max_batch => *n as usize,
+        [n, w] if *w == width && *n >= 1 => {
+            errors.push(FieldError::new(
+                "inputs[0].shape",
+                format!("at most {max_batch} rows per request, got {n}"),
+            ));
+            0
+        }
+        _ => {
+            errors.push(FieldError::new(
+                "inputs[0].shape",
+                format!("must be [n, {width}] with n ≥ 1, got {:?}", input.shape),
+            ));
+            0
+        }
+    };
+    if errors.len() > before {
+        return Vec::new();
+    }
+    // Row-major, flat or nested (KServe's JSON allows both).
+    let mut flat = Vec::with_capacity(n * model.input_size);
+    if !flatten(&input.data, &mut flat) {
+        errors.push(FieldError::new(
+            "inputs[0].data",
+            "must be an array of numbers (flat or nested, row-major)",
+        ));
+        return Vec::new();
+    }
+    if flat.len() != n * model.input_size {
+        errors.push(FieldError::new(
+            "inputs[0].data",
+            format!(
+                "shape {:?} needs {} values, got {}",
+                input.shape,
+                n * model.input_size,
+                flat.len()
+            ),
+        ));
+        return Vec::new();
+    }
+    let mut rows = Vec::with_capacity(n);
+    for (i, row) in flat.chunks(model.input_size).enumerate() {
+        if model
+            .check_row(&format!("inputs[0].data[{i}]"), row, errors)
+            .is_some()
+        {
+            rows.push(row.to_vec());
+        }
+    }
+    rows
+}
+
+fn flatten(value: &Value, out: &mut Vec<f64>) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().map(|v| out.push(v)).is_some(),
+        Value::Array(items) => items.iter().all(|item| flatten(item, out)),
+        _ => false,
+    }
+}
+
+/// The outputs asked for (both when none is named, or the list is empty).
+fn outputs(req: &InferRequest, errors: &mut Vec<FieldError>) -> Vec<&'static str> {
+    let asked = match &req.outputs {
+        Some(asked) if !asked.is_empty() => asked,
+        _ => return vec![PROBABILITIES, LABEL],
+    };
+    let mut wanted = Vec::new();
+    for (i, o) in asked.iter().enumerate() {
+        match [PROBABILITIES, LABEL].into_iter().find(|n| *n == o.name) {
+            Some(name) => wanted.push(name),
+            None => errors.push(FieldError::new(
+                &format!("outputs[{i}].name"),
+                format!("outputs are {PROBABILITIES:?} and {LABEL:?}"),
+            )),
+        }
+    }
+    wanted
+}
