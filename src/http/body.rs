@@ -84,6 +84,55 @@ pub async fn form(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Byt
     read_limited(headers, body, limit).await
 }
 
+/// An Open Inference Protocol body: JSON, or (Triton's binary tensor
+/// extension) a JSON header of `Inference-Header-Content-Length` bytes
+/// followed by raw tensor data. Returns the bytes and the header's length.
+/// tritonclient sends no `Content-Type`, so none is accepted too.
+pub async fn inference(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: u64,
+) -> Result<(Bytes, usize), ApiError> {
+    let essence = headers.get(http::header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if let Some(essence) = &essence {
+        if essence != "application/json" && essence != "application/octet-stream" {
+            return Err(ApiError::UnsupportedMediaType(
+                "send JSON (Content-Type: application/json), or the binary tensor extension (application/octet-stream with Inference-Header-Content-Length)".into(),
+            ));
+        }
+    }
+    let header_length = match headers.get("inference-header-content-length") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "Inference-Header-Content-Length must be a byte count".into(),
+                    )
+                })?,
+        ),
+    };
+    let bytes = read_limited(headers, body, limit).await?;
+    let header_length = header_length.unwrap_or(bytes.len());
+    if header_length > bytes.len() {
+        return Err(ApiError::BadRequest(format!(
+            "Inference-Header-Content-Length is {header_length}, but the body has {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok((bytes, header_length))
+}
+
 fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)

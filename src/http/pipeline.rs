@@ -141,6 +141,12 @@ impl Call {
         body::json_or_form(&self.parts.headers, body, self.limit()).await
     }
 
+    /// An Open Inference Protocol body and its JSON header's length.
+    pub async fn inference_body(&mut self) -> Result<(bytes::Bytes, usize), ApiError> {
+        let body = self.take_body();
+        body::inference(&self.parts.headers, body, self.limit()).await
+    }
+
     pub async fn form(&mut self) -> Result<bytes::Bytes, ApiError> {
         let body = self.take_body();
         body::form(&self.parts.headers, body, self.limit()).await

@@ -307,7 +307,7 @@ pub static ROUTES: [Route; 29] = [
         "oipModelReady", "inference-protocol", "Open Inference Protocol v2: whether a model is ready (scope models:read).",
         [200 => "OipModelReady"]),
     route!(POST "/v2/models/{name}/infer", caller(Some(Scope::PredictRead), Group::Predict), Inference, oip::infer,
-        "oipInfer", "inference-protocol", "Open Inference Protocol v2 inference with JSON tensors (scope predict:read): outputs probabilities [n, labels] FP32 and label [n] BYTES; cached as /api/v2/predict is.",
+        "oipInfer", "inference-protocol", "Open Inference Protocol v2 inference (scope predict:read): JSON tensors, or Triton's binary tensor extension (a JSON header of Inference-Header-Content-Length bytes, then raw little-endian data; tritonclient's default). Outputs probabilities [n, labels] FP32 and label [n] BYTES; cached as /api/v2/predict is.",
         body: json("OipInferRequest"),
         [200 => "OipInferResponse", 503 => "Problem", 504 => "Problem"]),
     route!(GET "/api/v1/users/me", caller(None, Group::Auth), Problem, identity::me,

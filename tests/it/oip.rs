@@ -3,9 +3,12 @@
 //! `infer` with JSON tensors equal to `/api/v2/predict`; errors carry the
 //! protocol's `error` member.
 
+use std::process::Command;
+
 use serde_json::{json, Value};
 
-use crate::harness::{send, send_body, Daemon, Resp, Setup};
+use crate::contract::tool;
+use crate::harness::{send, send_body, stderr, stdout, Daemon, Resp, Setup};
 use crate::identity::auth_config;
 use crate::keys::add_user;
 
@@ -205,4 +208,68 @@ fn inference_protocol_errors_carry_the_error_member() {
         &json!({"inputs": [], "outputs": [{"name": "logits"}]}),
     );
     assert_eq!(fields(&r), ["inputs", "outputs[0].name"]);
+}
+
+/// The real `tritonclient.http` from PyPI, with an API key header: live,
+/// ready, metadata, and infer with binary tensors (its default) and JSON,
+/// equal to `/api/v2/predict`.
+#[test]
+fn tritonclient_talks_to_mlapi() {
+    let setup = Setup::new(&auth_config(""));
+    add_user(&setup, "tess", "user");
+    let full = key(&setup, "tess", "predict:read models:read");
+    let d = setup.start();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/oip/tritonclient_check.py"
+    );
+    let host = d
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let out = Command::new(tool("python"))
+        .args([script, &host, &full])
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "tritonclient failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["live"], true);
+    assert_eq!(got["ready"], true);
+    assert_eq!(got["model_ready"], true);
+    assert_eq!(got["metadata"]["inputs"][0]["shape"], json!([-1, 5]));
+
+    let v2 = send_body(
+        d.request("POST", "/api/v2/predict")
+            .set("X-API-Key", &full)
+            .set("Content-Type", "application/json"),
+        &json!({"instances": rows(), "explain": false}).to_string(),
+    )
+    .json();
+    for form in ["binary", "json"] {
+        let answer = &got[form];
+        assert_eq!(answer["shape"], json!([2, 2]), "{form}");
+        assert_eq!(
+            answer["binary_response"],
+            form == "binary",
+            "{form}: {answer}"
+        );
+        for (i, p) in v2["predictions"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(answer["labels"][i], p["prediction"], "{form}");
+            for (j, label) in ["malignant", "benign"].iter().enumerate() {
+                let want = p["probabilities"][label].as_f64().unwrap();
+                let have = answer["probabilities"][i][j].as_f64().unwrap();
+                // FP32 on the wire: equal to f32 precision.
+                assert!(
+                    (want - have).abs() < 1e-6,
+                    "{form} [{i}][{j}]: {have} vs {want}"
+                );
+            }
+        }
+    }
 }

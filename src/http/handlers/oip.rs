@@ -1,6 +1,7 @@
 //! The Open Inference Protocol v2 (KServe and Triton's REST API) for every
 //! model: server liveness and readiness, model metadata and readiness, and
-//! `infer` with JSON tensors. Inference goes through the same validation,
+//! `infer` with JSON tensors or Triton's binary tensor extension (what
+//! tritonclient sends by default). Inference goes through the same validation,
 //! cache and bounded pool as `/api/v2/predict`; errors are problem
 //! documents with the protocol's `error` member (`Errors::Inference`).
 
@@ -72,15 +73,18 @@ pub async fn model_ready(call: Call) -> Result<Response, ApiError> {
     ))
 }
 
+type Parameters = Option<serde_json::Map<String, Value>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InferRequest {
     id: Option<String>,
     inputs: Vec<InputTensor>,
     outputs: Option<Vec<RequestedOutput>>,
+    /// `binary_data_output: true`: every output in binary (tritonclient
+    /// asks so when it names no outputs).
     #[serde(default)]
-    #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Parameters,
 }
 
 #[derive(Deserialize)]
@@ -89,27 +93,37 @@ struct InputTensor {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    data: Value,
+    /// Absent when the tensor travels in binary (`binary_data_size`).
+    data: Option<Value>,
     #[serde(default)]
-    #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Parameters,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RequestedOutput {
     name: String,
+    /// `binary_data: true`: this output in binary.
     #[serde(default)]
-    #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Parameters,
+}
+
+fn flag(parameters: &Parameters, name: &str) -> bool {
+    parameters
+        .as_ref()
+        .and_then(|p| p.get(name))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 pub async fn infer(mut call: Call) -> Result<Response, ApiError> {
-    let req: InferRequest = call.json().await?;
+    let (bytes, header_length) = call.inference_body().await?;
+    let (header, binary) = bytes.split_at(header_length);
+    let req: InferRequest = crate::http::body::decode(header)?;
     let app = Arc::clone(call.app());
     let model = model_named(&app, call.param(0))?;
     let mut errors = Vec::new();
-    let values = rows(&model, &req, app.models().max_batch, &mut errors);
+    let values = rows(&model, &req, binary, app.models().max_batch, &mut errors);
     let wanted = outputs(&req, &mut errors);
     if !errors.is_empty() {
         return Err(refuse(&call.ctx, errors));
@@ -142,15 +156,61 @@ pub async fn infer(mut call: Call) -> Result<Response, ApiError> {
         })
         .await?;
     let mut body = answer.value();
+    let mut raw = Vec::new();
     if let Some(outputs) = body["outputs"].as_array_mut() {
-        outputs.retain(|o| wanted.iter().any(|w| o["name"] == *w));
+        outputs.retain(|o| wanted.iter().any(|(name, _)| o["name"] == *name));
+        for output in outputs.iter_mut() {
+            let binary = wanted
+                .iter()
+                .any(|(name, binary)| *binary && output["name"] == *name);
+            if binary {
+                let start = raw.len();
+                encode(&output["datatype"], &output["data"], &mut raw);
+                let size = raw.len() - start;
+                let object = output.as_object_mut().expect("outputs are objects");
+                object.remove("data");
+                object.insert("parameters".into(), json!({"binary_data_size": size}));
+            }
+        }
     }
     if let Some(id) = req.id {
         body["id"] = json!(id);
     }
-    let mut response = json_response(StatusCode::OK, JSON, &body);
+    let mut response = if raw.is_empty() {
+        json_response(StatusCode::OK, JSON, &body)
+    } else {
+        // Triton's layout: the JSON header, then each binary output in order.
+        let mut bytes = serde_json::to_vec(&body).expect("the answer serializes");
+        let header_length = bytes.len();
+        bytes.extend_from_slice(&raw);
+        let mut response = Response::new(bytes.into());
+        let h = response.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert("inference-header-content-length", header_length.into());
+        response
+    };
     super::models::cache_headers(&mut response, &outcome);
     Ok(response)
+}
+
+/// One output's values in Triton's binary form: little-endian FP32, or for
+/// BYTES each element as a 4-byte little-endian length and its bytes.
+fn encode(datatype: &Value, data: &Value, out: &mut Vec<u8>) {
+    let items = data.as_array().map(Vec::as_slice).unwrap_or_default();
+    if datatype == "BYTES" {
+        for item in items {
+            let text = item.as_str().unwrap_or_default().as_bytes();
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text);
+        }
+    } else {
+        for item in items {
+            out.extend_from_slice(&(item.as_f64().unwrap_or(f64::NAN) as f32).to_le_bytes());
+        }
+    }
 }
 
 /// The input tensor as rows of the model's width, each checked as
@@ -158,6 +218,7 @@ pub async fn infer(mut call: Call) -> Result<Response, ApiError> {
 fn rows(
     model: &Model,
     req: &InferRequest,
+    binary: &[u8],
     max_batch: usize,
     errors: &mut Vec<FieldError>,
 ) -> Vec<Vec<f64>> {
@@ -206,14 +267,79 @@ fn rows(
     if errors.len() > before {
         return Vec::new();
     }
-    // Row-major, flat or nested (KServe's JSON allows both).
     let mut flat = Vec::with_capacity(n * model.input_size);
-    if !flatten(&input.data, &mut flat) {
-        errors.push(FieldError::new(
-            "inputs[0].data",
-            "must be an array of numbers (flat or nested, row-major)",
-        ));
-        return Vec::new();
+    let binary_size = input
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("binary_data_size"))
+        .map(|v| v.as_u64().map(|v| v as usize));
+    match (&input.data, binary_size) {
+        (Some(data), None) => {
+            // Row-major, flat or nested (KServe's JSON allows both).
+            if !flatten(data, &mut flat) {
+                errors.push(FieldError::new(
+                    "inputs[0].data",
+                    "must be an array of numbers (flat or nested, row-major)",
+                ));
+                return Vec::new();
+            }
+        }
+        (None, Some(Some(size))) if size == binary.len() => {
+            // Little-endian, as Triton's binary tensor extension sends it.
+            if input.datatype == "FP32" && size % 4 == 0 {
+                flat.extend(
+                    binary
+                        .chunks_exact(4)
+                        .map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")))),
+                );
+            } else if input.datatype == "FP64" && size % 8 == 0 {
+                flat.extend(
+                    binary
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+                );
+            } else {
+                errors.push(FieldError::new(
+                    "inputs[0].parameters.binary_data_size",
+                    format!(
+                        "{size} bytes is not a whole number of {} values",
+                        input.datatype
+                    ),
+                ));
+                return Vec::new();
+            }
+        }
+        (None, Some(Some(size))) => {
+            errors.push(FieldError::new(
+                "inputs[0].parameters.binary_data_size",
+                format!(
+                    "says {size} bytes, but {} follow the JSON header (Inference-Header-Content-Length)",
+                    binary.len()
+                ),
+            ));
+            return Vec::new();
+        }
+        (None, Some(None)) => {
+            errors.push(FieldError::new(
+                "inputs[0].parameters.binary_data_size",
+                "must be a byte count",
+            ));
+            return Vec::new();
+        }
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "inputs[0].data",
+                "send data or binary_data_size, not both",
+            ));
+            return Vec::new();
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                "inputs[0].data",
+                "required (or parameters.binary_data_size with the binary tensor extension)",
+            ));
+            return Vec::new();
+        }
     }
     if flat.len() != n * model.input_size {
         errors.push(FieldError::new(
@@ -247,16 +373,18 @@ fn flatten(value: &Value, out: &mut Vec<f64>) -> bool {
     }
 }
 
-/// The outputs asked for (both when none is named, or the list is empty).
-fn outputs(req: &InferRequest, errors: &mut Vec<FieldError>) -> Vec<&'static str> {
+/// The outputs asked for (both when none is named, or the list is empty),
+/// each with whether it goes in binary.
+fn outputs(req: &InferRequest, errors: &mut Vec<FieldError>) -> Vec<(&'static str, bool)> {
+    let all_binary = flag(&req.parameters, "binary_data_output");
     let asked = match &req.outputs {
         Some(asked) if !asked.is_empty() => asked,
-        _ => return vec![PROBABILITIES, LABEL],
+        _ => return vec![(PROBABILITIES, all_binary), (LABEL, all_binary)],
     };
     let mut wanted = Vec::new();
     for (i, o) in asked.iter().enumerate() {
         match [PROBABILITIES, LABEL].into_iter().find(|n| *n == o.name) {
-            Some(name) => wanted.push(name),
+            Some(name) => wanted.push((name, all_binary || flag(&o.parameters, "binary_data"))),
             None => errors.push(FieldError::new(
                 &format!("outputs[{i}].name"),
                 format!("outputs are {PROBABILITIES:?} and {LABEL:?}"),
