@@ -29,6 +29,17 @@ fn infer(d: &Daemon, key: &str, body: &Value) -> Resp {
     )
 }
 
+/// What `/api/v2/predict` answers for `rows()`, without explanations.
+fn v2_batch(d: &Daemon, key: &str) -> Value {
+    send_body(
+        d.request("POST", "/api/v2/predict")
+            .set("X-API-Key", key)
+            .set("Content-Type", "application/json"),
+        &json!({"instances": rows(), "explain": false}).to_string(),
+    )
+    .json()
+}
+
 fn rows() -> Vec<Vec<f64>> {
     vec![
         vec![1.0, 2.0, 3.0, 4.0, 5.0],
@@ -72,13 +83,7 @@ fn the_inference_protocol_answers_as_v2_predict_does() {
     assert_eq!(answer["id"], "req-1");
     assert_eq!(answer["model_name"], "demo");
 
-    let v2 = send_body(
-        d.request("POST", "/api/v2/predict")
-            .set("X-API-Key", &full)
-            .set("Content-Type", "application/json"),
-        &json!({"instances": rows(), "explain": false}).to_string(),
-    )
-    .json();
+    let v2 = v2_batch(&d, &full);
     let labels = ["malignant", "benign"];
     let expected: Vec<f64> = v2["predictions"]
         .as_array()
@@ -244,13 +249,7 @@ fn tritonclient_talks_to_mlapi() {
     assert_eq!(got["model_ready"], true);
     assert_eq!(got["metadata"]["inputs"][0]["shape"], json!([-1, 5]));
 
-    let v2 = send_body(
-        d.request("POST", "/api/v2/predict")
-            .set("X-API-Key", &full)
-            .set("Content-Type", "application/json"),
-        &json!({"instances": rows(), "explain": false}).to_string(),
-    )
-    .json();
+    let v2 = v2_batch(&d, &full);
     for form in ["binary", "json"] {
         let answer = &got[form];
         assert_eq!(answer["shape"], json!([2, 2]), "{form}");
