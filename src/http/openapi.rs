@@ -21,6 +21,9 @@ const EXAMPLE_PASSWORD: &str = "Analytical-Engine-1843";
 /// What the document says that is not in the route table: it describes the
 /// daemon it is served by.
 pub struct Facts<'a> {
+    /// The rows this daemon serves (`Router::routes`): `/metrics` is
+    /// public with `metrics.public`.
+    pub routes: &'a [&'static Route],
     pub models: &'a [ModelInfo],
     /// `models.max_batch`: most instances in one v2 request.
     pub max_batch: usize,
@@ -29,7 +32,7 @@ pub struct Facts<'a> {
 
 pub fn document(facts: &Facts<'_>) -> Value {
     let mut paths = Map::new();
-    for route in ROUTES.iter().filter(|r| r.surface == Surface::Api) {
+    for route in facts.routes.iter().filter(|r| r.surface == Surface::Api) {
         let item = paths
             .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
@@ -852,7 +855,9 @@ mod tests {
     #[test]
     fn no_dangling_refs_and_every_route_is_documented() {
         let models = [model("demo", true), model("other", false)];
+        let routes: Vec<&'static Route> = ROUTES.iter().collect();
         let doc = document(&Facts {
+            routes: &routes,
             models: &models,
             max_batch: 4,
             tiers: &["free", "pro"],

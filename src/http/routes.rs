@@ -423,6 +423,13 @@ impl Router {
         self.routes.iter().copied()
     }
 
+    /// The rows `/openapi.json` describes: all but the test-only
+    /// `DEBUG_ROUTES`, as this process serves them.
+    pub fn documented(&self) -> impl Iterator<Item = &'static Route> + '_ {
+        self.routes()
+            .filter(|r| !DEBUG_ROUTES.iter().any(|d| std::ptr::eq(d, *r)))
+    }
+
     /// Whether `method` on `path` answers something other than JSON (a
     /// browser page, Prometheus text): then an `Accept` without JSON is no
     /// reason for 406.

@@ -327,6 +327,13 @@ fn metrics_can_be_public_and_report_redis() {
         parse(&r.body)
     };
     assert_eq!(count(&public(), "mlapi_redis_up", &[]), 1.0);
+    let document = d.get("/openapi.json").json();
+    let operation = &document["paths"]["/metrics"]["get"];
+    assert_eq!(operation["operationId"], "metrics");
+    assert!(
+        operation.get("security").is_none() && operation["responses"].get("401").is_none(),
+        "the document says /metrics is public: {operation}"
+    );
     redis.stop();
     eventually(Duration::from_secs(10), || {
         count(&public(), "mlapi_redis_up", &[]) == 0.0

@@ -112,7 +112,9 @@ pub async fn openapi(call: Call) -> Result<Response, ApiError> {
     let app = call.app();
     let models = app.models().list();
     let tiers = app.config.tier_names();
+    let routes: Vec<_> = call.router().documented().collect();
     let facts = openapi::Facts {
+        routes: &routes,
         models: &models,
         max_batch: app.models().max_batch,
         tiers: &tiers,
