@@ -11,10 +11,12 @@ use std::time::Instant;
 use mlapi::http::routes::{Credential, ROUTES};
 
 use crate::harness::{stderr, stdout, Setup};
-use crate::identity::{auth_config, cli_with_stdin, login};
+use crate::identity::{auth_config, login};
+use crate::keys::add_user;
 
 const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py");
-const PASSWORD: &str = "Contract-Pass-123!";
+/// The password `keys::add_user` gives its accounts.
+const PASSWORD: &str = "SecurePass123!";
 
 /// A tool from the venv; the test fails (never skips) without it.
 pub fn tool(name: &str) -> PathBuf {
@@ -34,26 +36,6 @@ fn config() -> String {
         "anonymous_per_minute = 1000\n\n[tiers.free]\nper_minute = 10000\nper_day = 1000000\n",
         "anonymous_per_minute = 1000000\n\n[tiers.free]\nper_minute = 1000000\nper_day = 100000000\n",
     )
-}
-
-/// Adds an admin account with `PASSWORD`.
-fn add_admin(setup: &Setup, name: &str) {
-    let email = format!("{name}@example.com");
-    let out = cli_with_stdin(
-        setup,
-        &[
-            "user",
-            "add",
-            name,
-            "--email",
-            &email,
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 /// The per-operation settings (rules of the server no JSON Schema states).
@@ -105,8 +87,8 @@ fn the_daemon_keeps_its_openapi_document() {
     let setup = Setup::new(&config());
     // Two admins: one signs in (the token), the other holds the API key, so
     // that neither run below can revoke or disable the other's credential.
-    add_admin(&setup, "contract_admin");
-    add_admin(&setup, "contract_keyholder");
+    add_user(&setup, "contract_admin", "admin");
+    add_user(&setup, "contract_keyholder", "admin");
     let out = setup.cli(&[
         "key",
         "create",

@@ -30,19 +30,10 @@ pub async fn live(_call: Call) -> Result<Response, ApiError> {
 /// Ready when `/ready` is: the database answers and the models are loaded.
 pub async fn ready(call: Call) -> Result<Response, ApiError> {
     let checks = call.app().readiness().await;
-    let failing: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
-    if failing.is_empty() {
+    if checks.iter().all(|c| c.ok) {
         return Ok(json_response(StatusCode::OK, JSON, &json!({"ready": true})));
     }
-    Err(ApiError::Unavailable {
-        detail: format!("not ready: {}", failing.join("; ")),
-        retry_after_secs: 5,
-        extra: Default::default(),
-    })
+    Err(super::ops::not_ready(&checks, Default::default()))
 }
 
 pub async fn metadata(call: Call) -> Result<Response, ApiError> {

@@ -40,12 +40,7 @@ pub async fn ready(call: Call) -> Result<Response, ApiError> {
             (c.name.to_string(), check)
         })
         .collect();
-    let failing: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
-    if failing.is_empty() {
+    if checks.iter().all(|c| c.ok) {
         let status = if checks.iter().any(|c| c.degraded) {
             "degraded"
         } else {
@@ -59,11 +54,25 @@ pub async fn ready(call: Call) -> Result<Response, ApiError> {
     }
     let mut extra = serde_json::Map::new();
     extra.insert("checks".into(), serde_json::Value::Object(map));
-    Err(ApiError::Unavailable {
+    Err(not_ready(&checks, extra))
+}
+
+/// The 503 of a readiness check that failed (`/ready`, `/v2/health/ready`),
+/// naming each failing check; `extra` goes into the problem.
+pub(super) fn not_ready(
+    checks: &[crate::app::Check],
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> ApiError {
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    ApiError::Unavailable {
         detail: format!("not ready: {}", failing.join("; ")),
         retry_after_secs: 5,
         extra,
-    })
+    }
 }
 
 /// Prometheus text: each owner writes its own families.
