@@ -37,6 +37,9 @@ _mlapi() {
             mlapi,serve)
                 cmd="mlapi__subcmd__serve"
                 ;;
+            mlapi,upstream)
+                cmd="mlapi__subcmd__upstream"
+                ;;
             mlapi,user)
                 cmd="mlapi__subcmd__user"
                 ;;
@@ -72,6 +75,9 @@ _mlapi() {
                 ;;
             mlapi__subcmd__ratelimit,tiers)
                 cmd="mlapi__subcmd__ratelimit__subcmd__tiers"
+                ;;
+            mlapi__subcmd__upstream,status)
+                cmd="mlapi__subcmd__upstream__subcmd__status"
                 ;;
             mlapi__subcmd__user,add)
                 cmd="mlapi__subcmd__user__subcmd__add"
@@ -110,7 +116,7 @@ _mlapi() {
 
     case "${cmd}" in
         mlapi)
-            opts="-q -h -V --config --db --redis --output --quiet --help --version serve config user key cache ratelimit version audit completions"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version serve config user key cache ratelimit version upstream audit completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -674,6 +680,66 @@ _mlapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mlapi__subcmd__upstream)
+            opts="-q -h -V --config --db --redis --output --quiet --help --version status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mlapi__subcmd__upstream__subcmd__status)
+            opts="-q -h -V --config --db --redis --output --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -39,6 +39,7 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "key" -d 'Manage API key
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "cache" -d 'Flush the prediction cache, or show its counters'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "ratelimit" -d 'Rate-limit tiers and usage'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "version" -d 'Manage API version deprecation'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "upstream" -d 'The model servers behind upstream models, as each running daemon sees them'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c mlapi -n "__fish_mlapi_using_subcommand serve" -l bind -d 'Address to listen on; overrides server.bind (default 127.0.0.1:8000)' -r
@@ -300,6 +301,23 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -f -a "status" -d 'Each upstream endpoint of each running daemon: health, breaker state, requests in flight, requests, failures, p50/p99 latency'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l since -d 'Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l user -d 'Only events where this username (or cli:<os user>) is the actor or the target' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand audit" -l action -d 'Only this action (e.g. authn_login_fail)' -r

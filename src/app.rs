@@ -251,7 +251,24 @@ impl App {
         };
         let (database, redis) = tokio::join!(database, redis);
         let models = self.models.as_ref().map(|registry| {
-            let problems = registry.problems();
+            let mut problems = registry.problems();
+            // Upstream models: degraded while some endpoints are out; not
+            // ready only when the default model has none left.
+            let default = registry.default_model().name.clone();
+            let mut ok = true;
+            for (name, upstream) in registry.upstreams() {
+                let (usable, total) = upstream.usable_count();
+                if usable == total {
+                    continue;
+                }
+                if usable == 0 && name == default {
+                    ok = false;
+                }
+                problems.push(format!(
+                    "{name}: {usable} of {total} upstream endpoints usable ({})",
+                    upstream.out_reasons().join(", ")
+                ));
+            }
             let serving: Vec<String> = registry
                 .list()
                 .iter()
@@ -260,7 +277,7 @@ impl App {
             Check {
                 name: "models",
                 // A failed reload keeps the previous version serving: still ready.
-                ok: true,
+                ok,
                 degraded: !problems.is_empty(),
                 detail: if problems.is_empty() {
                     format!("serving {}", serving.join(", "))

@@ -222,6 +222,123 @@ pub struct ModelConfig {
     pub feature_bounds: Option<Vec<(f64, f64)>>,
     /// The occlusion baseline per feature (default: zeros).
     pub baseline: Option<Vec<f64>>,
+    /// Open Inference Protocol v2 servers (`http://host:port`) that run this
+    /// model, instead of a `path`. The `upstream_*` settings and those below
+    /// apply only to such a model.
+    pub upstream: Vec<String>,
+    /// The model's name on the upstream (default: `name`).
+    pub upstream_model: Option<String>,
+    /// The input tensor's name (default: `input`).
+    pub upstream_input: Option<String>,
+    /// The output tensor holding `[n, labels]` probabilities (default: `probabilities`).
+    pub upstream_output: Option<String>,
+    pub upstream_datatype: Option<Datatype>,
+    /// Sent with every upstream request, health checks included; never logged.
+    pub upstream_headers: BTreeMap<String, String>,
+    pub balance: Option<Balance>,
+    /// One inference, retries included.
+    pub timeout_ms: Option<u64>,
+    pub health_interval_secs: Option<u64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_open_secs: Option<u64>,
+}
+
+/// The tensor type mlapi sends to an upstream.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Datatype {
+    #[default]
+    FP32,
+    FP64,
+}
+
+impl Datatype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datatype::FP32 => "FP32",
+            Datatype::FP64 => "FP64",
+        }
+    }
+}
+
+/// How an upstream model's requests are spread over its endpoints.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    Random,
+    /// The endpoint with the fewest requests in flight.
+    LeastConnections,
+}
+
+/// An upstream model's settings with the defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub endpoints: Vec<String>,
+    pub model: String,
+    pub input: String,
+    pub output: String,
+    pub datatype: Datatype,
+    pub headers: BTreeMap<String, String>,
+    pub balance: Balance,
+    pub timeout_ms: u64,
+    pub health_interval_secs: u64,
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+}
+
+impl ModelConfig {
+    /// The upstream settings, for a model served by `upstream` servers.
+    pub fn upstream(&self) -> Option<UpstreamConfig> {
+        if self.upstream.is_empty() {
+            return None;
+        }
+        Some(UpstreamConfig {
+            endpoints: self
+                .upstream
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+            model: self
+                .upstream_model
+                .clone()
+                .unwrap_or_else(|| self.name.clone()),
+            input: self
+                .upstream_input
+                .clone()
+                .unwrap_or_else(|| "input".into()),
+            output: self
+                .upstream_output
+                .clone()
+                .unwrap_or_else(|| "probabilities".into()),
+            datatype: self.upstream_datatype.unwrap_or_default(),
+            headers: self.upstream_headers.clone(),
+            balance: self.balance.unwrap_or_default(),
+            timeout_ms: self.timeout_ms.unwrap_or(2000),
+            health_interval_secs: self.health_interval_secs.unwrap_or(5),
+            breaker_failures: self.breaker_failures.unwrap_or(5),
+            breaker_open_secs: self.breaker_open_secs.unwrap_or(30),
+        })
+    }
+
+    /// The upstream-only settings this entry sets, by name.
+    fn upstream_settings_set(&self) -> Vec<&'static str> {
+        [
+            ("upstream_model", self.upstream_model.is_some()),
+            ("upstream_input", self.upstream_input.is_some()),
+            ("upstream_output", self.upstream_output.is_some()),
+            ("upstream_datatype", self.upstream_datatype.is_some()),
+            ("upstream_headers", !self.upstream_headers.is_empty()),
+            ("balance", self.balance.is_some()),
+            ("timeout_ms", self.timeout_ms.is_some()),
+            ("health_interval_secs", self.health_interval_secs.is_some()),
+            ("breaker_failures", self.breaker_failures.is_some()),
+            ("breaker_open_secs", self.breaker_open_secs.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
 }
 
 impl Default for ModelConfig {
@@ -237,6 +354,17 @@ impl Default for ModelConfig {
             features: None,
             feature_bounds: None,
             baseline: None,
+            upstream: Vec::new(),
+            upstream_model: None,
+            upstream_input: None,
+            upstream_output: None,
+            upstream_datatype: None,
+            upstream_headers: BTreeMap::new(),
+            balance: None,
+            timeout_ms: None,
+            health_interval_secs: None,
+            breaker_failures: None,
+            breaker_open_secs: None,
         }
     }
 }
@@ -641,7 +769,7 @@ pub fn load(
     let mut config = config;
     if let Some(dir) = file.and_then(Path::parent) {
         for model in &mut config.models {
-            if Path::new(&model.path).is_relative() {
+            if !model.path.is_empty() && Path::new(&model.path).is_relative() {
                 model.path = dir.join(&model.path).display().to_string();
             }
         }
@@ -1001,8 +1129,21 @@ fn check_models(models: &[ModelConfig]) -> Result<(), String> {
         if !names.insert(m.name.as_str()) {
             return Err(at("another model has this name"));
         }
-        if m.path.is_empty() {
-            return Err(at("path is required"));
+        match (m.path.is_empty(), m.upstream.is_empty()) {
+            (true, true) => {
+                return Err(at(
+                    "path (an ONNX file) or upstream (model server URLs) is required",
+                ))
+            }
+            (false, false) => return Err(at("set path or upstream, not both")),
+            (false, true) => {
+                if let Some(name) = m.upstream_settings_set().first() {
+                    return Err(at(&format!(
+                        "{name} applies only to a model with upstream servers"
+                    )));
+                }
+            }
+            (true, false) => check_upstream(m).map_err(|e| at(&e))?,
         }
         if m.labels.len() < 2 {
             return Err(at("labels needs at least two class names"));
@@ -1034,6 +1175,82 @@ fn check_models(models: &[ModelConfig]) -> Result<(), String> {
     }
     if models.iter().filter(|m| m.default).count() > 1 {
         return Err("only one model may be the default".into());
+    }
+    Ok(())
+}
+
+fn check_upstream(m: &ModelConfig) -> Result<(), String> {
+    if m.upstream.len() > 64 {
+        return Err("upstream lists at most 64 endpoints".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for url in &m.upstream {
+        check_endpoint(url).map_err(|e| format!("upstream {url:?}: {e}"))?;
+        if !seen.insert(url.trim_end_matches('/')) {
+            return Err(format!("upstream {url:?} is listed twice"));
+        }
+    }
+    let names = [
+        ("upstream_model", &m.upstream_model),
+        ("upstream_input", &m.upstream_input),
+        ("upstream_output", &m.upstream_output),
+    ];
+    for (key, value) in names {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.len() > 256 || v.contains(['/', '?', '#']))
+        {
+            return Err(format!(
+                "{key} must be 1 to 256 characters without /, ? or #"
+            ));
+        }
+    }
+    for (name, value) in &m.upstream_headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("upstream_headers: {name:?} is not a header name"));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(format!(
+                "upstream_headers: the value of {name:?} is not a valid header value"
+            ));
+        }
+    }
+    if m.timeout_ms.is_some_and(|t| !(10..=600_000).contains(&t)) {
+        return Err("timeout_ms must be between 10 and 600000".into());
+    }
+    if m.health_interval_secs
+        .is_some_and(|t| !(1..=3600).contains(&t))
+    {
+        return Err("health_interval_secs must be between 1 and 3600".into());
+    }
+    if m.breaker_failures.is_some_and(|n| !(1..=1000).contains(&n)) {
+        return Err("breaker_failures must be between 1 and 1000".into());
+    }
+    if m.breaker_open_secs
+        .is_some_and(|t| !(1..=3600).contains(&t))
+    {
+        return Err("breaker_open_secs must be between 1 and 3600".into());
+    }
+    Ok(())
+}
+
+/// `http://host:port[/prefix]`: plain HTTP (TLS to upstreams is not built).
+fn check_endpoint(url: &str) -> Result<(), &'static str> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "not a URL (e.g. \"http://10.0.0.5:8080\")")?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("https upstreams are not supported; use http on a private network")
+        }
+        _ => return Err("must start with http://"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    if uri.query().is_some() || url.contains('#') || url.contains('@') {
+        return Err("must be http://host[:port][/path] with no query, fragment or user");
     }
     Ok(())
 }
@@ -1096,6 +1313,16 @@ impl Config {
         if let Some(toml::Value::Table(redis)) = table.get_mut("redis") {
             if let Some(toml::Value::String(url)) = redis.get_mut("url") {
                 *url = redact_url_password(url);
+            }
+        }
+        // Upstream headers carry credentials (another mlapi's key, a token).
+        if let Some(toml::Value::Array(models)) = table.get_mut("models") {
+            for model in models {
+                if let Some(toml::Value::Table(headers)) = model.get_mut("upstream_headers") {
+                    for (_, value) in headers.iter_mut() {
+                        *value = "(set, redacted)".into();
+                    }
+                }
             }
         }
         table

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod key;
 pub mod output;
 pub mod ratelimit;
+pub mod upstream;
 pub mod user;
 pub mod version;
 
@@ -84,6 +85,9 @@ pub enum Command {
     /// Manage API version deprecation.
     #[command(subcommand)]
     Version(version::VersionCommand),
+    /// The model servers behind upstream models, as each running daemon sees them.
+    #[command(subcommand)]
+    Upstream(upstream::UpstreamCommand),
     /// Show the security event log, newest first.
     Audit {
         /// Only events in this last period (30m, 24h, 7d) or since an RFC 3339 instant.
@@ -266,6 +270,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let (app, runtime) =
                 open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
             runtime.block_on(ratelimit::run(&app, command, &out))
+        }
+        Command::Upstream(command) => {
+            let (app, runtime) =
+                open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
+            runtime.block_on(upstream::run(&app, command, &out))
         }
         Command::Key(command) => {
             let (app, runtime) =

@@ -35,6 +35,31 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
+
+    /// The upper bound of the bucket holding the `q` quantile (the last
+    /// finite bound for the +Inf bucket); `None` with no observations.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        let slot = counts
+            .iter()
+            .position(|c| {
+                seen += c;
+                seen >= rank
+            })
+            .unwrap_or(counts.len() - 1);
+        let us = BUCKETS_US[slot.min(BUCKETS_US.len() - 1)];
+        Some(Duration::from_micros(us))
+    }
 }
 
 /// One metric family being written: `# HELP`, `# TYPE`, then samples.
@@ -141,6 +166,10 @@ mod tests {
         assert!(out.contains("le=\"+Inf\"} 5\n"));
         assert!(out.contains("t_seconds_count{route=\"/a\\\"b\"} 5\n"));
         assert_eq!(h.count(), 5);
+        assert_eq!(h.quantile(0.5), Some(Duration::from_micros(100)));
+        assert_eq!(h.quantile(0.8), Some(Duration::from_micros(1_000)));
+        assert_eq!(h.quantile(0.99), Some(Duration::from_micros(10_000_000)));
+        assert_eq!(Histogram::default().quantile(0.5), None);
         assert_eq!(format_seconds(2_500_000), "2.5");
     }
 }

@@ -33,6 +33,8 @@ pub enum Request {
     RatelimitShow { subject: String, tier: String },
     /// This daemon's prediction-cache counters.
     CacheStats,
+    /// Every upstream endpoint's health, breaker and counters.
+    UpstreamStatus,
 }
 
 /// One window as `ratelimit show` prints it.
@@ -124,6 +126,7 @@ async fn answer(app: &App, request: Request) -> Value {
                 .load(std::sync::atomic::Ordering::Relaxed));
             stats
         }
+        Request::UpstreamStatus => json!({"endpoints": app.models().upstream_status()}),
     }
 }
 

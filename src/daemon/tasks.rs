@@ -15,8 +15,12 @@ use crate::store;
 /// other daemons on the same database). Keeps "within 1 second" true.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often the daemon looks for upstream health checks that are due
+/// (each upstream model has its own `health_interval_secs`).
+const HEALTH_TICK: Duration = Duration::from_millis(250);
+
 /// Starts the state watcher, the usage flush, the Redis reconnect loop
-/// (with Redis) and the control socket.
+/// (with Redis), the upstream health checks and the control socket.
 pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(until_stopped(stop.clone(), watch_state(Arc::clone(app))));
@@ -28,6 +32,15 @@ pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>)
             remote.keep_connected().await
         }));
     }
+    let checking = Arc::clone(app);
+    set.spawn(until_stopped(stop.clone(), async move {
+        let mut tick = tokio::time::interval(HEALTH_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            checking.models().check_upstreams().await;
+        }
+    }));
     let (app, path) = (Arc::clone(app), control.to_path_buf());
     set.spawn(until_stopped(stop, async move {
         if let Err(e) = super::control::listen(app, path.clone()).await {

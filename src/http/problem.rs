@@ -80,6 +80,9 @@ pub enum ApiError {
     /// The model did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// An upstream model server refused, failed or answered nonsense.
+    #[error("{0}")]
+    BadGateway(String),
     /// The cause is logged by whoever creates this; the client learns nothing.
     #[error("internal error")]
     Internal,
@@ -221,6 +224,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

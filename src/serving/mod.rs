@@ -2,7 +2,8 @@
 //! gets. The model registry and inference (`models`), the prediction cache
 //! (`cache`) and operator flushes of it (`flushes`), rate limits
 //! (`ratelimit`), the one Redis link both share (`remote`), and the API
-//! versions' deprecation lifecycle (`versions`).
+//! versions' deprecation lifecycle (`versions`), and the client side of
+//! upstream model servers (`upstream`).
 //!
 //! Must not know HTTP, the CLI, `App` or accounts (identity); it builds on
 //! `core`, `config` and `store` only.
@@ -12,4 +13,5 @@ pub mod flushes;
 pub mod models;
 pub mod ratelimit;
 pub mod remote;
+pub mod upstream;
 pub mod versions;

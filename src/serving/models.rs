@@ -20,6 +20,7 @@ use crate::config::{Config, ModelConfig};
 use crate::core::error::FieldError;
 use crate::core::metrics::{Exposition, Histogram};
 use crate::core::time;
+use crate::serving::upstream::{self, EndpointStatus, Upstream};
 
 /// The bundled demo model (see models/README.md) and its metadata.
 const BUNDLED_ONNX: &[u8] = include_bytes!("../../models/demo.onnx");
@@ -44,6 +45,18 @@ pub enum InferenceError {
     Failed(String),
     #[error("the server is busy running other predictions; retry shortly")]
     Busy,
+    /// An upstream model server refused the input (it answered 4xx).
+    #[error("{0}")]
+    Rejected(String),
+    /// An upstream model server failed, or answered something unreadable.
+    #[error("{0}")]
+    BadGateway(String),
+    /// No upstream endpoint can take the request now.
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_secs: u64,
+    },
 }
 
 /// The name the bundled model serves under when no `[[models]]` is configured.
@@ -63,7 +76,8 @@ pub fn names(config: &Config) -> Vec<String> {
 pub struct Model {
     pub name: String,
     pub version: String,
-    /// `sha256:<hex>` of the ONNX file.
+    /// `sha256:<hex>` of the ONNX file; for an upstream model, of the
+    /// upstream's model name, version, tensor names and datatype.
     pub digest: String,
     pub source: String,
     pub labels: Vec<String>,
@@ -80,12 +94,19 @@ pub struct Model {
     /// SIGHUP) never serves an old answer.
     pub answer_id: String,
     pub loaded_at: i64,
-    plan: Plan,
-    /// Which output holds the class probabilities.
-    probabilities_output: usize,
+    backend: Backend,
     /// Shared with the versions this one replaces on reload, so counts
     /// survive a SIGHUP.
     stats: Arc<InferenceStats>,
+}
+
+/// What runs a model.
+enum Backend {
+    /// An ONNX file run by tract; `probabilities` is the output holding the
+    /// class probabilities.
+    Onnx { plan: Plan, probabilities: usize },
+    /// Open Inference Protocol v2 servers.
+    Upstream(Arc<Upstream>),
 }
 
 /// Inference runs by outcome and their durations, for `/metrics`.
@@ -94,7 +115,8 @@ pub struct InferenceStats {
     ok: AtomicU64,
     failed: AtomicU64,
     timeout: AtomicU64,
-    /// Refused before running: every slot was taken for the whole timeout.
+    /// Refused before running: every slot was taken for the whole timeout
+    /// (or, for an upstream model, no endpoint was usable).
     busy: AtomicU64,
     duration: Histogram,
 }
@@ -156,21 +178,27 @@ pub enum Explain {
 }
 
 impl Model {
-    fn load(config: &ModelConfig) -> Result<Model, LoadError> {
+    fn load(
+        config: &ModelConfig,
+        client: &upstream::Client,
+        previous: Option<&Model>,
+    ) -> Result<Model, LoadError> {
         let err = |message: String| LoadError {
             name: config.name.clone(),
             message,
         };
+        if let Some(settings) = config.upstream() {
+            let previous = previous.and_then(|m| match &m.backend {
+                Backend::Upstream(u) => Some(u.as_ref()),
+                Backend::Onnx { .. } => None,
+            });
+            return Model::upstream(config, Upstream::new(settings, client.clone(), previous))
+                .map_err(err);
+        }
         let bytes = std::fs::read(&config.path)
             .map_err(|e| err(format!("cannot read {}: {e}", config.path)))?;
         let features = config.features.clone().unwrap_or_default();
-        let baseline = config
-            .baseline
-            .clone()
-            .unwrap_or_else(|| vec![0.0; config.input_size])
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
+        let baseline = baseline(config);
         Model::from_bytes(
             &bytes,
             config.name.clone(),
@@ -231,6 +259,70 @@ impl Model {
         })
     }
 
+    fn upstream(config: &ModelConfig, upstream: Result<Upstream, String>) -> Result<Model, String> {
+        let upstream = upstream?;
+        let settings = &upstream.config;
+        let digest = {
+            let mut h = Sha256::new();
+            for part in [
+                "oip-v2",
+                &settings.model,
+                config.version.as_deref().unwrap_or(""),
+                &settings.input,
+                &settings.output,
+                settings.datatype.as_str(),
+            ] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            format!("sha256:{:x}", h.finalize())
+        };
+        let version = config
+            .version
+            .clone()
+            .unwrap_or_else(|| digest[7..19].to_string());
+        let baseline = baseline(config);
+        let features = config.features.clone().unwrap_or_default();
+        let answer_id = answer_id(&digest, &version, &config.labels, &features, &baseline);
+        Ok(Model {
+            name: config.name.clone(),
+            version,
+            digest,
+            // The endpoints' addresses stay out of what callers see.
+            source: format!(
+                "upstream model {:?} on {} endpoint(s)",
+                settings.model,
+                settings.endpoints.len()
+            ),
+            labels: config.labels.clone(),
+            input_size: config.input_size,
+            features,
+            bounds: config.feature_bounds.clone(),
+            baseline,
+            cache_ttl_secs: config.cache_ttl_secs,
+            answer_id,
+            loaded_at: time::now(),
+            backend: Backend::Upstream(Arc::new(upstream)),
+            stats: Arc::default(),
+        })
+    }
+
+    /// The upstream servers, for an upstream model.
+    pub fn upstream_servers(&self) -> Option<&Arc<Upstream>> {
+        match &self.backend {
+            Backend::Upstream(u) => Some(u),
+            Backend::Onnx { .. } => None,
+        }
+    }
+
+    /// What runs the model, as `GET /api/v1/models` shows it.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Onnx { .. } => "tract-onnx",
+            Backend::Upstream(_) => "oip-upstream",
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn from_bytes(
         bytes: &[u8],
@@ -252,21 +344,7 @@ impl Model {
             .map_err(|e| format!("not a model tract can run: {e}"))?;
         // Without an explicit version the digest names it, so a new file is a new version.
         let version = version.unwrap_or_else(|| digest[7..19].to_string());
-        let answer_id = {
-            let mut h = Sha256::new();
-            for part in [&digest, &version]
-                .into_iter()
-                .chain(&labels)
-                .chain(&features)
-            {
-                h.update((part.len() as u64).to_le_bytes());
-                h.update(part.as_bytes());
-            }
-            for b in &baseline {
-                h.update(b.to_bits().to_le_bytes());
-            }
-            format!("{:x}", h.finalize())
-        };
+        let answer_id = answer_id(&digest, &version, &labels, &features, &baseline);
         let mut model = Model {
             name,
             version,
@@ -280,8 +358,10 @@ impl Model {
             cache_ttl_secs,
             answer_id,
             loaded_at: time::now(),
-            plan,
-            probabilities_output: 0,
+            backend: Backend::Onnx {
+                plan,
+                probabilities: 0,
+            },
             stats: Arc::default(),
         };
         if model.baseline.len() != input_size {
@@ -294,7 +374,7 @@ impl Model {
         let outputs = model.run_raw(&[vec![0.0; input_size]]).map_err(|e| {
             format!("a probe inference failed (is input_size {input_size} right?): {e}")
         })?;
-        model.probabilities_output = outputs
+        let found = outputs
             .iter()
             .position(|t| {
                 t.datum_type() == f32::datum_type() && t.shape() == [1, model.labels.len()]
@@ -309,21 +389,32 @@ impl Model {
                         .collect::<Vec<_>>()
                 )
             })?;
+        if let Backend::Onnx { probabilities, .. } = &mut model.backend {
+            *probabilities = found;
+        }
         Ok(model)
     }
 
     fn run_raw(&self, rows: &[Vec<f32>]) -> TractResult<TVec<TValue>> {
+        let Backend::Onnx { plan, .. } = &self.backend else {
+            return Err(TractError::msg("not an ONNX model"));
+        };
         let data: Vec<f32> = rows.iter().flatten().copied().collect();
         let input = Tensor::from_shape(&[rows.len(), self.input_size], &data)?;
-        self.plan.run(tvec!(input.into()))
+        plan.run(tvec!(input.into()))
     }
 
-    /// Class probabilities for each row (blocking).
-    pub fn probabilities(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, InferenceError> {
+    /// Class probabilities for each row of an ONNX model (blocking).
+    fn onnx_probabilities(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, InferenceError> {
+        let Backend::Onnx { probabilities, .. } = &self.backend else {
+            return Err(InferenceError::Failed(
+                "an upstream model runs through Registry::predict".into(),
+            ));
+        };
         let outputs = self
             .run_raw(rows)
             .map_err(|e| InferenceError::Failed(e.to_string()))?;
-        let probs = outputs[self.probabilities_output]
+        let probs = outputs[*probabilities]
             .to_plain_array_view::<f32>()
             .map_err(|e| InferenceError::Failed(e.to_string()))?;
         Ok(probs
@@ -332,13 +423,22 @@ impl Model {
             .collect())
     }
 
-    /// Predictions for `rows`, with explanations when asked: every row and
-    /// all its occluded variants go through the model in one call.
+    /// Predictions for `rows` from an ONNX model, on the calling thread
+    /// (blocking); `Registry::predict` runs every model, upstream ones
+    /// included, off the async runtime.
     pub fn predict(
         &self,
         rows: &[Vec<f32>],
         explain: Explain,
     ) -> Result<Vec<Prediction>, InferenceError> {
+        let batch = self.batch(rows, explain);
+        let probs = self.onnx_probabilities(&batch)?;
+        Ok(self.assemble(&probs, explain))
+    }
+
+    /// Every row, each followed by its occluded variants when explaining:
+    /// one model call answers all of them.
+    fn batch(&self, rows: &[Vec<f32>], explain: Explain) -> Vec<Vec<f32>> {
         let explain = explain == Explain::Occlusion;
         let d = self.input_size;
         let mut batch: Vec<Vec<f32>> =
@@ -353,9 +453,14 @@ impl Model {
                 }
             }
         }
-        let probs = self.probabilities(&batch)?;
-        let stride = if explain { d + 1 } else { 1 };
-        Ok(probs
+        batch
+    }
+
+    /// Predictions from the probabilities of `batch`'s rows.
+    fn assemble(&self, probs: &[Vec<f64>], explain: Explain) -> Vec<Prediction> {
+        let explain = explain == Explain::Occlusion;
+        let stride = if explain { self.input_size + 1 } else { 1 };
+        probs
             .chunks(stride)
             .map(|group| {
                 let p = &group[0];
@@ -376,7 +481,7 @@ impl Model {
                     explanation,
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// Checks one row against the model; errors name `field[index]`.
@@ -421,8 +526,12 @@ impl Model {
             name: self.name.clone(),
             version: self.version.clone(),
             digest: self.digest.clone(),
-            backend: "tract-onnx",
-            status: "ready",
+            backend: self.backend(),
+            status: match self.upstream_servers().map(|u| u.usable_count()) {
+                Some((0, _)) => "unavailable",
+                Some((usable, total)) if usable < total => "degraded",
+                _ => "ready",
+            },
             default,
             input_size: self.input_size,
             labels: self.labels.clone(),
@@ -433,6 +542,37 @@ impl Model {
             reload_error,
         }
     }
+}
+
+/// The occlusion baseline: configured, or zeros.
+fn baseline(config: &ModelConfig) -> Vec<f32> {
+    config.baseline.as_ref().map_or_else(
+        || vec![0.0; config.input_size],
+        |b| b.iter().map(|v| *v as f32).collect(),
+    )
+}
+
+/// Everything an answer depends on besides the input: part of every cache key.
+fn answer_id(
+    digest: &str,
+    version: &str,
+    labels: &[String],
+    features: &[String],
+    baseline: &[f32],
+) -> String {
+    let mut h = Sha256::new();
+    for part in [digest, version]
+        .into_iter()
+        .chain(labels.iter().map(String::as_str))
+        .chain(features.iter().map(String::as_str))
+    {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for b in baseline {
+        h.update(b.to_bits().to_le_bytes());
+    }
+    format!("{:x}", h.finalize())
 }
 
 struct Entry {
@@ -453,13 +593,16 @@ pub struct Registry {
     delay: Duration,
     /// Inference calls made (for tests and, later, metrics).
     pub inferences: AtomicU64,
+    /// The HTTP client every upstream model shares.
+    client: upstream::Client,
 }
 
 impl Registry {
     /// Loads every configured model, or the bundled one when none is. Any
     /// failure here is fatal: a daemon does not start without its models.
     pub fn load(config: &Config) -> Result<Registry, LoadError> {
-        let (models, default) = load_all(config)?;
+        let client = upstream::client();
+        let (models, default) = load_all(config, &client)?;
         let inference = &config.inference;
         let entries: BTreeMap<String, Entry> = models
             .into_iter()
@@ -482,6 +625,7 @@ impl Registry {
             max_batch: inference.max_batch as usize,
             delay: Duration::from_millis(config.debug.inference_delay_ms),
             inferences: AtomicU64::new(0),
+            client,
         })
     }
 
@@ -492,14 +636,15 @@ impl Registry {
         let configs = model_configs(config);
         let mut entries = BTreeMap::new();
         for c in &configs {
-            let loaded = if c.path.is_empty() {
+            let old = self.get(&c.name);
+            let loaded = if c.path.is_empty() && c.upstream.is_empty() {
                 Model::bundled(c.cache_ttl_secs)
             } else {
-                Model::load(c)
+                Model::load(c, &self.client, old.as_deref())
             };
             match loaded {
                 Ok(mut model) => {
-                    if let Some(old) = self.get(&c.name) {
+                    if let Some(old) = &old {
                         model.stats = Arc::clone(&old.stats);
                     }
                     entries.insert(
@@ -511,7 +656,7 @@ impl Registry {
                     );
                 }
                 Err(e) => {
-                    if let Some(old) = self.get(&c.name) {
+                    if let Some(old) = old {
                         entries.insert(
                             c.name.clone(),
                             Entry {
@@ -599,6 +744,9 @@ impl Registry {
         rows: Vec<Vec<f32>>,
         explain: Explain,
     ) -> Result<Vec<Prediction>, InferenceError> {
+        if let Backend::Upstream(upstream) = &model.backend {
+            return Self::predict_upstream(&model, upstream, &rows, explain).await;
+        }
         let stats = Arc::clone(&model.stats);
         let permit = tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned())
             .await
@@ -635,6 +783,61 @@ impl Registry {
         outcome.fetch_add(1, Ordering::Relaxed);
         stats.duration.observe(started.elapsed());
         result
+    }
+
+    /// An upstream model: network I/O only, so no blocking-pool slot; its
+    /// own `timeout_ms` bounds it.
+    async fn predict_upstream(
+        model: &Model,
+        upstream: &Upstream,
+        rows: &[Vec<f32>],
+        explain: Explain,
+    ) -> Result<Vec<Prediction>, InferenceError> {
+        let started = std::time::Instant::now();
+        let batch = model.batch(rows, explain);
+        let result = upstream
+            .probabilities(&batch, model.labels.len())
+            .await
+            .map(|probs| model.assemble(&probs, explain));
+        let stats = &model.stats;
+        let outcome = match &result {
+            Ok(_) => &stats.ok,
+            Err(InferenceError::Timeout(_)) => &stats.timeout,
+            Err(InferenceError::Unavailable { .. }) => &stats.busy,
+            Err(_) => &stats.failed,
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        stats.duration.observe(started.elapsed());
+        result
+    }
+
+    /// The upstream models served now, by name.
+    pub fn upstreams(&self) -> Vec<(String, Arc<Upstream>)> {
+        self.entries
+            .read()
+            .expect("registry lock")
+            .values()
+            .filter_map(|e| {
+                e.model
+                    .upstream_servers()
+                    .map(|u| (e.model.name.clone(), Arc::clone(u)))
+            })
+            .collect()
+    }
+
+    /// Runs the health checks that are due, for every upstream model.
+    pub async fn check_upstreams(&self) {
+        let upstreams = self.upstreams();
+        let checks = upstreams.iter().map(|(_, u)| u.check_health_if_due());
+        futures_util::future::join_all(checks).await;
+    }
+
+    /// Every upstream endpoint's state, for `mlapi upstream status`.
+    pub fn upstream_status(&self) -> Vec<EndpointStatus> {
+        self.upstreams()
+            .iter()
+            .flat_map(|(name, u)| u.status(name))
+            .collect()
     }
 
     /// `mlapi_inference_total` and `mlapi_inference_duration_seconds` for
@@ -678,6 +881,7 @@ impl Registry {
         for (model, s) in &models {
             family.histogram(name, &[("model", model)], &s.duration);
         }
+        upstream::render_metrics(out, &self.upstreams());
     }
 }
 
@@ -702,14 +906,14 @@ fn default_name(configs: &[ModelConfig]) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
-fn load_all(config: &Config) -> Result<(Vec<Model>, String), LoadError> {
+fn load_all(config: &Config, client: &upstream::Client) -> Result<(Vec<Model>, String), LoadError> {
     let configs = model_configs(config);
     let mut models = Vec::new();
     for c in &configs {
-        models.push(if c.path.is_empty() {
+        models.push(if c.path.is_empty() && c.upstream.is_empty() {
             Model::bundled(c.cache_ttl_secs)?
         } else {
-            Model::load(c)?
+            Model::load(c, client, None)?
         });
     }
     Ok((models, default_name(&configs).expect("at least one model")))
@@ -740,7 +944,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let probs = model.probabilities(&inputs).unwrap();
+        let probs = model.onnx_probabilities(&inputs).unwrap();
         for (row, p) in rows.iter().zip(&probs) {
             for (j, expected) in row["probabilities"].as_array().unwrap().iter().enumerate() {
                 let diff = (p[j] - expected.as_f64().unwrap()).abs();

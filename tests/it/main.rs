@@ -19,4 +19,5 @@ mod pipeline;
 mod predict;
 mod ratelimit;
 mod store;
+mod upstream;
 mod versioning;

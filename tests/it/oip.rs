@@ -12,7 +12,7 @@ use crate::harness::{send, send_body, stderr, stdout, Daemon, Resp, Setup};
 use crate::identity::auth_config;
 use crate::keys::add_user;
 
-fn key(setup: &Setup, user: &str, scopes: &str) -> String {
+pub fn key(setup: &Setup, user: &str, scopes: &str) -> String {
     let out = setup.cli(&[
         "key", "create", "--user", user, "--name", scopes, "--scopes", scopes, "-q",
     ]);

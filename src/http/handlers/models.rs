@@ -252,6 +252,17 @@ pub(super) async fn run(
                 retry_after_secs: 1,
                 extra: Default::default(),
             },
+            InferenceError::Rejected(detail) | InferenceError::BadGateway(detail) => {
+                ApiError::BadGateway(detail)
+            }
+            InferenceError::Unavailable {
+                detail,
+                retry_after_secs,
+            } => ApiError::Unavailable {
+                detail,
+                retry_after_secs,
+                extra: Default::default(),
+            },
             InferenceError::Failed(message) => {
                 tracing::error!(error = %message, "inference failed");
                 ApiError::Internal

@@ -44,7 +44,7 @@ pub async fn metadata(call: Call) -> Result<Response, ApiError> {
         &json!({
             "name": model.name,
             "versions": [model.version],
-            "platform": "onnx",
+            "platform": if model.upstream_servers().is_some() { "oip-upstream" } else { "onnx" },
             "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, model.input_size]}],
             "outputs": [
                 {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, model.labels.len()]},
@@ -54,13 +54,17 @@ pub async fn metadata(call: Call) -> Result<Response, ApiError> {
     ))
 }
 
-/// A loaded model is ready: a reload that fails keeps the old one serving.
+/// A loaded model is ready (a reload that fails keeps the old one
+/// serving), unless it is an upstream model with no usable endpoint.
 pub async fn model_ready(call: Call) -> Result<Response, ApiError> {
     let model = model_named(call.app(), call.param(0))?;
+    let ready = model
+        .upstream_servers()
+        .is_none_or(|u| u.usable_count().0 > 0);
     Ok(json_response(
         StatusCode::OK,
         JSON,
-        &json!({"name": model.name, "ready": true}),
+        &json!({"name": model.name, "ready": ready}),
     ))
 }
 
