@@ -264,9 +264,10 @@ impl App {
                 if usable == 0 && name == default {
                     ok = false;
                 }
+                // No addresses: /ready needs no credential
+                // (`mlapi upstream status` names them).
                 problems.push(format!(
-                    "{name}: {usable} of {total} upstream endpoints usable ({})",
-                    upstream.out_reasons().join(", ")
+                    "{name}: {usable} of {total} upstream endpoints usable (unready or circuit open)"
                 ));
             }
             let serving: Vec<String> = registry

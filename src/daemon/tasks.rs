@@ -36,9 +36,15 @@ pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>)
     set.spawn(until_stopped(stop.clone(), async move {
         let mut tick = tokio::time::interval(HEALTH_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Each model's checks on their own, so a hung endpoint of one model
+        // never delays another's; aborted when the daemon stops.
+        let mut checks = JoinSet::new();
         loop {
             tick.tick().await;
-            checking.models().check_upstreams().await;
+            while checks.try_join_next().is_some() {}
+            for upstream in checking.models().due_health_checks() {
+                checks.spawn(async move { upstream.check_health().await });
+            }
         }
     }));
     let (app, path) = (Arc::clone(app), control.to_path_buf());

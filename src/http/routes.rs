@@ -305,7 +305,7 @@ pub static ROUTES: [Route; 29] = [
         [200 => "OipModelMetadata"]),
     route!(GET "/v2/models/{name}/ready", caller(Some(Scope::ModelsRead), Group::Models), Inference, oip::model_ready,
         "oipModelReady", "inference-protocol", "Open Inference Protocol v2: whether a model is ready (scope models:read).",
-        [200 => "OipModelReady"]),
+        [200 => "OipModelReady", 503 => "Problem"]),
     route!(POST "/v2/models/{name}/infer", caller(Some(Scope::PredictRead), Group::Predict), Inference, oip::infer,
         "oipInfer", "inference-protocol", "Open Inference Protocol v2 inference (scope predict:read): JSON tensors, or Triton's binary tensor extension (a JSON header of Inference-Header-Content-Length bytes, then raw little-endian data; tritonclient's default). Outputs probabilities [n, labels] FP32 and label [n] BYTES; cached as /api/v2/predict is.",
         body: json("OipInferRequest"),

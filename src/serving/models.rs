@@ -424,8 +424,8 @@ impl Model {
     }
 
     /// Predictions for `rows` from an ONNX model, on the calling thread
-    /// (blocking); `Registry::predict` runs every model, upstream ones
-    /// included, off the async runtime.
+    /// (blocking). `Registry::predict` runs every model: ONNX ones on the
+    /// blocking pool, upstream ones on the async runtime (network I/O).
     pub fn predict(
         &self,
         rows: &[Vec<f32>],
@@ -825,11 +825,14 @@ impl Registry {
             .collect()
     }
 
-    /// Runs the health checks that are due, for every upstream model.
-    pub async fn check_upstreams(&self) {
-        let upstreams = self.upstreams();
-        let checks = upstreams.iter().map(|(_, u)| u.check_health_if_due());
-        futures_util::future::join_all(checks).await;
+    /// The upstream models whose health check is due now (each claimed, so
+    /// it is handed out once).
+    pub fn due_health_checks(&self) -> Vec<Arc<Upstream>> {
+        self.upstreams()
+            .into_iter()
+            .map(|(_, u)| u)
+            .filter(|u| u.claim_health_check())
+            .collect()
     }
 
     /// Every upstream endpoint's state, for `mlapi upstream status`.

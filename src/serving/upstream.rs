@@ -168,35 +168,47 @@ impl Breaker {
         }
     }
 
-    fn succeeded(&self) {
-        self.failures.store(0, Ordering::Release);
+    fn transition(&self, from: BreakerState, to: BreakerState) -> bool {
         self.state
-            .store(BreakerState::Closed as u8, Ordering::Release);
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Only the probe closes an open breaker: a slow request admitted
+    /// before it opened proves nothing about the endpoint now.
+    fn succeeded(&self, pass: Pass) {
+        match pass {
+            Pass::Probe => {
+                self.failures.store(0, Ordering::Release);
+                self.transition(BreakerState::HalfOpen, BreakerState::Closed);
+            }
+            Pass::Normal if self.state() == BreakerState::Closed => {
+                self.failures.store(0, Ordering::Release);
+            }
+            Pass::Normal => {}
+        }
     }
 
     fn failed(&self, pass: Pass, threshold: u32) {
         let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        let open = match pass {
-            Pass::Probe => true,
-            Pass::Normal => {
-                failures >= threshold
-                    && self
-                        .state
-                        .compare_exchange(
-                            BreakerState::Closed as u8,
-                            BreakerState::Open as u8,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        )
-                        .is_ok()
-            }
+        let (from, open) = match pass {
+            Pass::Probe => (BreakerState::HalfOpen, true),
+            Pass::Normal => (BreakerState::Closed, failures >= threshold),
         };
-        if open {
+        // The time first, so no reader pairs Open with an older time.
+        if open && self.state() == from {
             self.opened_at_ms.store(now_ms(), Ordering::Release);
-            self.state
-                .store(BreakerState::Open as u8, Ordering::Release);
-            self.opened.fetch_add(1, Ordering::Relaxed);
+            if self.transition(from, BreakerState::Open) {
+                self.opened.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// A probe claimed but never sent (no time left, the caller went
+    /// away): open again as it was, so the next request may probe.
+    fn return_probe(&self) {
+        self.probes.fetch_sub(1, Ordering::Relaxed);
+        self.transition(BreakerState::HalfOpen, BreakerState::Open);
     }
 
     /// Milliseconds until it lets a probe through (0 when it would now).
@@ -255,19 +267,35 @@ impl Endpoint {
     }
 }
 
-/// Counts an attempt in flight; an abandoned probe (the caller went away)
-/// opens the breaker again, so half-open never sticks.
-struct Attempt<'a> {
-    endpoint: &'a Endpoint,
+/// An endpoint chosen for one attempt, holding its place in the breaker
+/// and its in-flight count. Dropped before the attempt settled (no time
+/// left, the caller went away), a probe goes back unused, so half-open
+/// never sticks.
+struct Admission {
+    endpoint: Arc<Endpoint>,
     pass: Pass,
+    /// Endpoints usable when it was chosen, this one included.
+    usable: usize,
     settled: bool,
 }
 
-impl Drop for Attempt<'_> {
+impl Admission {
+    fn new(endpoint: Arc<Endpoint>, pass: Pass, usable: usize) -> Admission {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Admission {
+            endpoint,
+            pass,
+            usable,
+            settled: false,
+        }
+    }
+}
+
+impl Drop for Admission {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         if !self.settled && self.pass == Pass::Probe {
-            self.endpoint.breaker.failed(Pass::Probe, 1);
+            self.endpoint.breaker.return_probe();
         }
     }
 }
@@ -408,27 +436,8 @@ impl Upstream {
         (usable, self.endpoints.len())
     }
 
-    /// Why endpoints are out, one line each.
-    pub fn out_reasons(&self) -> Vec<String> {
-        let now = now_ms();
-        self.endpoints
-            .iter()
-            .filter(|e| !self.usable(e, now))
-            .map(|e| {
-                let why = if !e.healthy.load(Ordering::Acquire) {
-                    let error = e.health_error.lock().expect("health lock").clone();
-                    format!("unready ({})", error.unwrap_or_default())
-                } else {
-                    "breaker open".to_string()
-                };
-                format!("{} {why}", e.url)
-            })
-            .collect()
-    }
-
     /// Picks an endpoint other than `exclude` and passes its breaker.
-    /// Returns it with how many endpoints were usable.
-    fn pick(&self, exclude: Option<&Arc<Endpoint>>) -> Option<(Arc<Endpoint>, Pass, usize)> {
+    fn pick(&self, exclude: Option<&Arc<Endpoint>>) -> Option<Admission> {
         let now = now_ms();
         let open_for = self.open_for_ms();
         let candidates: Vec<&Arc<Endpoint>> = self
@@ -456,7 +465,7 @@ impl Upstream {
         (0..n).map(|i| candidates[(start + i) % n]).find_map(|e| {
             e.breaker
                 .admit(now, open_for)
-                .map(|pass| (Arc::clone(e), pass, n))
+                .map(|pass| Admission::new(Arc::clone(e), pass, n))
         })
     }
 
@@ -492,21 +501,24 @@ impl Upstream {
         let mut tried: Option<Arc<Endpoint>> = None;
         let mut failures: Vec<Failure> = Vec::new();
         for attempt in 0..2 {
-            let Some((endpoint, pass, usable)) = self.pick(tried.as_ref()) else {
-                break;
-            };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            // Too little time left to be worth a request (or a probe).
+            if remaining < Duration::from_millis(1) {
                 break;
             }
-            // The first try leaves half the time for a retry elsewhere.
-            let budget = if attempt == 0 && usable > 1 {
+            let Some(admission) = self.pick(tried.as_ref()) else {
+                break;
+            };
+            // The first try leaves half the time for a retry elsewhere: a
+            // hung server costs half the timeout, not an error.
+            let budget = if attempt == 0 && admission.usable > 1 {
                 remaining / 2
             } else {
                 remaining
             };
+            let endpoint = Arc::clone(&admission.endpoint);
             match self
-                .attempt(&endpoint, pass, body.clone(), budget, rows.len(), labels)
+                .attempt(admission, body.clone(), budget, rows.len(), labels)
                 .await
             {
                 Ok(probs) => return Ok(probs),
@@ -527,50 +539,51 @@ impl Upstream {
                 }
             }
         }
-        Err(self.give_up(&failures))
+        Err(self.give_up(&failures, Instant::now() >= deadline))
     }
 
-    fn give_up(&self, failures: &[Failure]) -> InferenceError {
-        let unavailable = |detail: String| InferenceError::Unavailable {
-            detail,
-            retry_after_secs: self.retry_after_secs(),
-        };
-        match failures.last() {
-            None => unavailable(format!(
-                "no model server for {:?} is usable now (unready or circuit open)",
-                self.config.model
-            )),
-            Some(_) if failures.iter().all(|f| matches!(f, Failure::Connect(_))) => {
-                unavailable(format!(
-                    "no model server for {:?} accepted a connection",
-                    self.config.model
-                ))
-            }
-            Some(Failure::Timeout) => InferenceError::Timeout(self.config.timeout_ms),
+    /// The answer once no attempt succeeded: a server that failed → 502;
+    /// out of time → 504; otherwise (none usable, none accepting a
+    /// connection) → 503 with when to retry.
+    fn give_up(&self, failures: &[Failure], out_of_time: bool) -> InferenceError {
+        let served = failures
+            .iter()
+            .rev()
+            .find(|f| matches!(f, Failure::Server(..) | Failure::Invalid(_)));
+        match served {
             Some(Failure::Server(status, message)) => {
                 InferenceError::BadGateway(format!("the model server failed ({status}): {message}"))
             }
             Some(other) => InferenceError::BadGateway(format!(
                 "the model server's answer is unusable: {other}"
             )),
+            None if out_of_time => InferenceError::Timeout(self.config.timeout_ms),
+            None => InferenceError::Unavailable {
+                detail: if failures.is_empty() {
+                    format!(
+                        "no model server for {:?} is usable now (unready or circuit open)",
+                        self.config.model
+                    )
+                } else {
+                    format!(
+                        "no model server for {:?} answered (connection refused or no answer in time)",
+                        self.config.model
+                    )
+                },
+                retry_after_secs: self.retry_after_secs(),
+            },
         }
     }
 
     async fn attempt(
         &self,
-        endpoint: &Endpoint,
-        pass: Pass,
+        mut admission: Admission,
         body: Bytes,
         budget: Duration,
         rows: usize,
         labels: usize,
     ) -> Result<Vec<Vec<f64>>, Failure> {
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut guard = Attempt {
-            endpoint,
-            pass,
-            settled: false,
-        };
+        let (endpoint, pass) = (Arc::clone(&admission.endpoint), admission.pass);
         let started = Instant::now();
         let result = match tokio::time::timeout(budget, self.exchange(&endpoint.infer, body)).await
         {
@@ -586,9 +599,9 @@ impl Upstream {
         if outcome.is_failure() {
             endpoint.breaker.failed(pass, self.config.breaker_failures);
         } else {
-            endpoint.breaker.succeeded();
+            endpoint.breaker.succeeded(pass);
         }
-        guard.settled = true;
+        admission.settled = true;
         result
     }
 
@@ -692,12 +705,13 @@ impl Upstream {
         Bytes::from(serde_json::to_vec(&body).expect("JSON serializes"))
     }
 
-    /// Checks every endpoint's `/v2/health/ready` if a check is due.
-    pub async fn check_health_if_due(&self) {
+    /// Whether a health check is due now; claims it (the next one is
+    /// `health_interval_secs` away, however long this one takes).
+    pub fn claim_health_check(&self) -> bool {
         let now = now_ms();
         let due = self.next_check_ms.load(Ordering::Acquire);
-        if now < due
-            || self
+        now >= due
+            && self
                 .next_check_ms
                 .compare_exchange(
                     due,
@@ -705,10 +719,11 @@ impl Upstream {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
-                .is_err()
-        {
-            return;
-        }
+                .is_ok()
+    }
+
+    /// Asks every endpoint's `/v2/health/ready`, all at once.
+    pub async fn check_health(&self) {
         let checks = self.endpoints.iter().map(|e| self.check(e));
         futures_util::future::join_all(checks).await;
     }
@@ -724,9 +739,18 @@ impl Upstream {
             .expect("a GET with a parsed URI");
         *request.headers_mut() = self.headers.clone();
         request.headers_mut().remove(header::CONTENT_TYPE);
-        let verdict = match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Ok(Ok(response)) if response.status().is_success() => Ok(()),
-            Ok(Ok(response)) => Err(format!("answered {}", response.status().as_u16())),
+        let ask = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            // Read to the end, so the connection goes back to the pool.
+            let _ = Limited::new(response.into_body(), 64 * 1024)
+                .collect()
+                .await;
+            Ok::<_, hyper_util::client::legacy::Error>(status)
+        };
+        let verdict = match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(status)) if status.is_success() => Ok(()),
+            Ok(Ok(status)) => Err(format!("answered {}", status.as_u16())),
             Ok(Err(e)) if e.is_connect() => Err("connection refused or unreachable".into()),
             Ok(Err(e)) => Err(format!("request failed: {e}")),
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
@@ -920,13 +944,21 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.opened.load(Ordering::Relaxed), 2);
         let later = now_ms() + 1000;
+        // A slow request admitted before it opened does not close it.
+        b.succeeded(Pass::Normal);
+        assert_eq!(b.state(), BreakerState::Open);
+        // A probe claimed but never sent goes back: the next request probes.
         assert_eq!(b.admit(later, 1000), Some(Pass::Probe));
-        b.succeeded();
+        b.return_probe();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.admit(later, 1000), Some(Pass::Probe));
+        b.succeeded(Pass::Probe);
         assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.probes.load(Ordering::Relaxed), 2);
         assert_eq!(b.admit(later, 1000), Some(Pass::Normal));
         // A success resets the count: failures must be consecutive.
         b.failed(Pass::Normal, 2);
-        b.succeeded();
+        b.succeeded(Pass::Normal);
         b.failed(Pass::Normal, 2);
         assert_eq!(b.state(), BreakerState::Closed);
     }

@@ -55,16 +55,26 @@ pub async fn metadata(call: Call) -> Result<Response, ApiError> {
 }
 
 /// A loaded model is ready (a reload that fails keeps the old one
-/// serving), unless it is an upstream model with no usable endpoint.
+/// serving), unless it is an upstream model with no usable endpoint: then
+/// 503, since clients (tritonclient's `is_model_ready`) read the status.
 pub async fn model_ready(call: Call) -> Result<Response, ApiError> {
     let model = model_named(call.app(), call.param(0))?;
-    let ready = model
-        .upstream_servers()
-        .is_none_or(|u| u.usable_count().0 > 0);
+    if let Some(upstream) = model.upstream_servers() {
+        if upstream.usable_count().0 == 0 {
+            return Err(ApiError::Unavailable {
+                detail: format!(
+                    "model {:?} is not ready: none of its upstream endpoints is usable",
+                    model.name
+                ),
+                retry_after_secs: 5,
+                extra: Default::default(),
+            });
+        }
+    }
     Ok(json_response(
         StatusCode::OK,
         JSON,
-        &json!({"name": model.name, "ready": ready}),
+        &json!({"name": model.name, "ready": true}),
     ))
 }
 
