@@ -39,6 +39,7 @@ complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "key" -d 'Manage API key
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "cache" -d 'Flush the prediction cache, or show its counters'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "ratelimit" -d 'Rate-limit tiers and usage'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "version" -d 'Manage API version deprecation'
+complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "job" -d 'Batch jobs: list, show, cancel, purge'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "upstream" -d 'The model servers behind upstream models, as each running daemon sees them'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "audit" -d 'Show the security event log, newest first'
 complete -c mlapi -n "__fish_mlapi_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
@@ -301,6 +302,56 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand version; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -f -a "list" -d 'List jobs, newest first'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -f -a "show" -d 'One job: status, progress, times, error'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -f -a "cancel" -d 'Cancel a queued or running job (a running one stops at its next chunk)'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and not __fish_seen_subcommand_from list show cancel purge" -f -a "purge" -d 'Delete finished jobs (and their results) older than a period'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l user -d 'Only this user\'s jobs (username or id)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l status -d 'Only jobs in this status: queued, running, succeeded, failed or cancelled' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -d 'At most this many' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -l yes -d 'Do not ask for confirmation'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -l older-than -d 'e.g. 7d or 12h: jobs that finished longer ago than this' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -l yes -d 'Do not ask for confirmation'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand job; and __fish_seen_subcommand_from purge" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand upstream; and not __fish_seen_subcommand_from status" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r

@@ -20,6 +20,7 @@ use crate::identity::tokens::TokenKeys;
 use crate::identity::Identity;
 use crate::serving::cache::Cache;
 use crate::serving::flushes::Flushes;
+use crate::serving::jobs::Jobs;
 use crate::serving::models::{LoadError, Registry};
 use crate::serving::ratelimit::Limiter;
 use crate::serving::remote::Remote;
@@ -53,6 +54,8 @@ pub struct App {
     pub cache: Cache,
     /// Operator cache flushes, and which of them this process has applied.
     pub flushes: Flushes,
+    /// Batch jobs in the store.
+    pub jobs: Jobs,
     /// Settings that SIGHUP may change on a running daemon.
     live: RwLock<Arc<CorsConfig>>,
     /// Whether `live` allows any origin: read on every response without
@@ -148,6 +151,7 @@ impl App {
         let limiter = Limiter::new(&config, remote.clone());
         let cache = Cache::new(&config.cache, remote.clone());
         let flushes = Flushes::open(store.clone())?;
+        let jobs = Jobs::new(store.clone(), config.jobs.clone());
         Ok(Arc::new(App {
             live: RwLock::new(Arc::new(config.cors.clone())),
             cors_on: AtomicBool::new(!config.cors.allowed_origins.is_empty()),
@@ -163,6 +167,7 @@ impl App {
             limiter,
             cache,
             flushes,
+            jobs,
             started: Instant::now(),
         }))
     }
@@ -305,7 +310,7 @@ impl App {
         .config;
         let mut restart_needed = Vec::new();
         let old = &self.config;
-        let sections: [(&'static str, bool); 11] = [
+        let sections: [(&'static str, bool); 12] = [
             ("server", fresh.server != old.server),
             ("database", fresh.database != old.database),
             ("redis", fresh.redis != old.redis),
@@ -316,6 +321,7 @@ impl App {
             ("api", fresh.api != old.api),
             ("log", fresh.log != old.log),
             ("metrics", fresh.metrics != old.metrics),
+            ("jobs", fresh.jobs != old.jobs),
             ("debug", fresh.debug != old.debug),
         ];
         for (name, changed) in sections {

@@ -38,6 +38,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub inference: InferenceConfig,
     /// With none, the bundled demo model serves as `demo`.
+    pub jobs: JobsConfig,
     pub models: Vec<ModelConfig>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
@@ -57,6 +58,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             api: ApiConfig::default(),
             inference: InferenceConfig::default(),
+            jobs: JobsConfig::default(),
             models: Vec::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
@@ -199,6 +201,37 @@ impl Default for InferenceConfig {
             max_batch: 100,
             timeout_ms: 2000,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+        }
+    }
+}
+
+/// `[jobs]`: batch jobs and the workers that run them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Job workers in this daemon; 0: it runs none (it still accepts jobs).
+    pub workers: u32,
+    /// Instances in one job; more → 413.
+    pub max_instances: u32,
+    /// Queued + running jobs per user; more → 429.
+    pub max_active_per_user: u32,
+    /// Instances computed and committed together.
+    pub chunk_size: u32,
+    /// A claimed job whose daemon stops committing is taken over after this.
+    pub lease_secs: u64,
+    /// Finished jobs and their results are deleted after this.
+    pub retention_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            max_instances: 10_000,
+            max_active_per_user: 5,
+            chunk_size: 100,
+            lease_secs: 30,
+            retention_secs: 7 * 86_400,
         }
     }
 }
@@ -1043,6 +1076,35 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             "inference.max_concurrent",
             "must be between 1 and 256".into(),
         ));
+    }
+    let jobs = &c.jobs;
+    let ranges: [(&'static str, u64, u64, u64); 6] = [
+        ("jobs.workers", u64::from(jobs.workers), 0, 64),
+        (
+            "jobs.max_instances",
+            u64::from(jobs.max_instances),
+            1,
+            1_000_000,
+        ),
+        (
+            "jobs.max_active_per_user",
+            u64::from(jobs.max_active_per_user),
+            1,
+            10_000,
+        ),
+        ("jobs.chunk_size", u64::from(jobs.chunk_size), 1, 10_000),
+        ("jobs.lease_secs", jobs.lease_secs, 1, 3600),
+        (
+            "jobs.retention_secs",
+            jobs.retention_secs,
+            60,
+            10 * 365 * 86_400,
+        ),
+    ];
+    for (key, value, lo, hi) in ranges {
+        if !(lo..=hi).contains(&value) {
+            return Err((key, format!("must be between {lo} and {hi}")));
+        }
     }
     if let Err(message) = check_models(&c.models) {
         return Err(("models", message));

@@ -6,6 +6,7 @@
 //! Commands never prompt when stdin is not a terminal.
 
 pub mod cache;
+pub mod job;
 pub mod key;
 pub mod output;
 pub mod ratelimit;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Manage API version deprecation.
     #[command(subcommand)]
     Version(version::VersionCommand),
+    /// Batch jobs: list, show, cancel, purge.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// The model servers behind upstream models, as each running daemon sees them.
     #[command(subcommand)]
     Upstream(upstream::UpstreamCommand),
@@ -270,6 +274,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let (app, runtime) =
                 open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
             runtime.block_on(ratelimit::run(&app, command, &out))
+        }
+        Command::Job(command) => {
+            let (app, runtime) =
+                open_app(cli.config.as_deref(), overrides, MissingDatabase::Refuse)?;
+            runtime.block_on(job::run(&app, command, &out))
         }
         Command::Upstream(command) => {
             let (app, runtime) =

@@ -65,6 +65,12 @@ pub enum Error {
     Unavailable(String),
     #[error("the server is busy; retry in {retry_after} seconds")]
     Overloaded { retry_after: u64 },
+    /// Over a count the operator set (active jobs per user, say): 429.
+    #[error("{detail}")]
+    TooMany { detail: String, retry_after: u64 },
+    /// Over a size the operator set (instances in one job, say): 413.
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

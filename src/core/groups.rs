@@ -6,17 +6,25 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
     Predict,
+    Jobs,
     Models,
     Auth,
     Admin,
 }
 
 impl Group {
-    pub const ALL: [Group; 4] = [Group::Predict, Group::Models, Group::Auth, Group::Admin];
+    pub const ALL: [Group; 5] = [
+        Group::Predict,
+        Group::Jobs,
+        Group::Models,
+        Group::Auth,
+        Group::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Group::Predict => "predict",
+            Group::Jobs => "jobs",
             Group::Models => "models",
             Group::Auth => "auth",
             Group::Admin => "admin",

@@ -9,6 +9,7 @@
 //! and `cli`: it drives `App` and the services, and holds no rules.
 
 pub mod control;
+mod jobs;
 mod tasks;
 
 use std::future::Future;

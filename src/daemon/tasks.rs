@@ -47,6 +47,10 @@ pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>)
             }
         }
     }));
+    for _ in 0..app.config.jobs.workers {
+        set.spawn(super::jobs::work(Arc::clone(app), stop.clone()));
+    }
+    set.spawn(super::jobs::expire(Arc::clone(app), stop.clone()));
     let (app, path) = (Arc::clone(app), control.to_path_buf());
     set.spawn(until_stopped(stop, async move {
         if let Err(e) = super::control::listen(app, path.clone()).await {

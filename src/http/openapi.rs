@@ -377,6 +377,25 @@ fn schemas(facts: &Facts<'_>) -> Value {
         },
         &v2_extra,
     );
+    let mut job_extra = Map::new();
+    job_extra.insert(
+        "explain".into(),
+        json!({"type": ["boolean", "null"], "description": "Add an occlusion explanation to each result (default false)."}),
+    );
+    let new_job = predict_request(
+        facts,
+        "A batch job: `instances`, rows each as for `/api/v2/predict`; more than `jobs.max_instances` rows answer 413 (so no `maxItems` here).",
+        json!([{ "instances": [row, row], "explain": false }]),
+        &|m| {
+            let mut batch = Map::new();
+            batch.insert(
+                "instances".into(),
+                json!({"type": "array", "items": row_schema(m), "minItems": 1}),
+            );
+            vec![(batch, vec!["instances"])]
+        },
+        &job_extra,
+    );
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let timestamp_or_null = json!({ "type": ["string", "null"], "format": "date-time" });
     // Role, tier and disabled may each be null (unchanged), but one must be set.
@@ -388,6 +407,56 @@ fn schemas(facts: &Facts<'_>) -> Value {
     let key_name =
         r"^\s*[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\s*$";
     let parts = [
+        json!({
+        "NewJobRequest": new_job,
+        "JobStatus": { "enum": ["queued", "running", "succeeded", "failed", "cancelled"] },
+        "Username": { "type": "string", "minLength": 1, "description": "A username or user id." },
+        "Job": {
+            "type": "object",
+            "required": ["id", "status", "model", "model_version", "explain", "total", "done", "created_at", "started_at", "finished_at", "error"],
+            "properties": {
+                "id": { "type": "string" },
+                "status": schema_ref("JobStatus"),
+                "model": { "type": "string" },
+                "model_version": nullable("string"),
+                "explain": { "type": "boolean" },
+                "total": { "type": "integer", "minimum": 1 },
+                "done": { "type": "integer", "minimum": 0 },
+                "created_at": timestamp,
+                "started_at": timestamp_or_null,
+                "finished_at": timestamp_or_null,
+                "error": nullable("string")
+            }
+        },
+        "JobList": {
+            "type": "object",
+            "required": ["jobs"],
+            "properties": { "jobs": { "type": "array", "items": schema_ref("Job") } }
+        },
+        "JobResults": {
+            "type": "object",
+            "required": ["id", "status", "results", "next_offset"],
+            "properties": {
+                "id": { "type": "string" },
+                "status": schema_ref("JobStatus"),
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", "prediction", "confidence", "probabilities"],
+                        "properties": {
+                            "index": { "type": "integer", "minimum": 0 },
+                            "prediction": { "type": "string" },
+                            "confidence": { "type": "number" },
+                            "probabilities": { "type": "object", "additionalProperties": { "type": "number" } },
+                            "explanation": { "type": "object" }
+                        }
+                    }
+                },
+                "next_offset": nullable("integer")
+            }
+        }
+        }),
         json!({
         "Problem": {
             "type": "object",
@@ -528,7 +597,7 @@ fn schemas(facts: &Facts<'_>) -> Value {
             "anyOf": patch_one_of
         },
         "PageLimit": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Page size, taken as 1 to 1000 (default 100)." },
-        "PageOffset": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Accounts to skip (default 0)." },
+        "PageOffset": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Items to skip (default 0)." },
         "PredictV1Request": v1,
         "PredictV2Request": v2,
         "OipInferRequest": {

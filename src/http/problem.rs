@@ -83,6 +83,9 @@ pub enum ApiError {
     /// An upstream model server refused, failed or answered nonsense.
     #[error("{0}")]
     BadGateway(String),
+    /// 413 for a count past a limit (not the body's bytes).
+    #[error("{0}")]
+    TooLarge(String),
     /// The cause is logged by whoever creates this; the client learns nothing.
     #[error("internal error")]
     Internal,
@@ -185,6 +188,15 @@ impl From<Error> for ApiError {
                 retry_after_secs: retry_after.max(1),
                 extra: Map::new(),
             },
+            Error::TooMany {
+                ref detail,
+                retry_after,
+            } => ApiError::TooManyRequests {
+                detail: detail.clone(),
+                retry_after_secs: retry_after.max(1),
+                violated: Vec::new(),
+            },
+            Error::TooLarge(detail) => ApiError::TooLarge(detail),
             Error::Store(e) => e.into(),
         }
     }
@@ -219,7 +231,9 @@ impl ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

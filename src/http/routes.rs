@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use http::Method;
 
-use super::handlers::{debug, docs, identity, keys, models, oip, ops};
+use super::handlers::{debug, docs, identity, jobs, keys, models, oip, ops};
 use super::metrics::HttpMetrics;
 use super::pipeline::Call;
 use super::problem::{ApiError, Response};
@@ -224,7 +224,7 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
 
 /// The public API, in the order `/openapi.json` lists it, and the `/docs`
 /// page (`Surface::Page`, not listed).
-pub static ROUTES: [Route; 29] = [
+pub static ROUTES: [Route; 34] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -288,6 +288,25 @@ pub static ROUTES: [Route; 29] = [
         "predictV2", "predict", "Predict one input ({features}) or a batch ({instances}) with confidence, probabilities and an occlusion explanation (explain, default true).",
         body: json("PredictV2Request"),
         [200 => "PredictionV2", 404 => "Problem", 502 => "Problem", 503 => "Problem", 504 => "Problem"]),
+    route!(POST "/api/v1/jobs", caller(Some(Scope::JobsWrite), Group::Jobs), Problem, jobs::submit,
+        "submitJob", "jobs", "Submit a batch job (scope jobs:write): every instance validated as for /api/v2/predict, committed before the 202. Idempotency-Key: the same key and body within 24 h answer the same job (200).",
+        body: json("NewJobRequest"),
+        links: ["getJob", "getJobResults", "cancelJob"],
+        [202 => "Job", 200 => "Job", 404 => "Problem", 413 => "Problem"]),
+    route!(GET "/api/v1/jobs", caller(Some(Scope::JobsRead), Group::Jobs), Problem, jobs::list,
+        "listJobs", "jobs", "The caller's jobs, newest first (scope jobs:read; ?user= needs scope admin).",
+        query: ["status" => "JobStatus", "user" => "Username", "limit" => "PageLimit", "offset" => "PageOffset"],
+        [200 => "JobList", 400 => "Problem", 404 => "Problem"]),
+    route!(GET "/api/v1/jobs/{id}", caller(Some(Scope::JobsRead), Group::Jobs), Problem, jobs::show,
+        "getJob", "jobs", "A job's status and progress (scope jobs:read); another user's job is 404.",
+        [200 => "Job", 404 => "Problem"]),
+    route!(GET "/api/v1/jobs/{id}/results", caller(Some(Scope::JobsRead), Group::Jobs), Problem, jobs::results,
+        "getJobResults", "jobs", "A page of a job's results in input order, as far as its chunks have finished (scope jobs:read).",
+        query: ["offset" => "PageOffset", "limit" => "PageLimit"],
+        [200 => "JobResults", 404 => "Problem"]),
+    route!(POST "/api/v1/jobs/{id}/cancel", caller(Some(Scope::JobsWrite), Group::Jobs), Problem, jobs::cancel,
+        "cancelJob", "jobs", "Cancel a queued or running job (scope jobs:write); a running one stops at its next chunk. A finished job is 409.",
+        [200 => "Job", 404 => "Problem", 409 => "Problem"]),
     route!(GET "/api/v1/models", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::list,
         "listModels", "models", "The served models (scope models:read): name, version, digest, input size, labels, backend, status.",
         [200 => "ModelList"]),

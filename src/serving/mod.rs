@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod flushes;
+pub mod jobs;
 pub mod models;
 pub mod ratelimit;
 pub mod remote;

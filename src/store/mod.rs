@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_audit_api_key.sql",
         include_str!("../../migrations/0006_audit_api_key.sql"),
     ),
+    (
+        "0007_jobs.sql",
+        include_str!("../../migrations/0007_jobs.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -447,6 +447,16 @@ pub fn send(request: ureq::Request) -> Resp {
     }
 }
 
+/// `POST` of a JSON body with an API key.
+pub fn post_with_key(d: &Daemon, key: &str, path: &str, body: &serde_json::Value) -> Resp {
+    send_body(
+        d.request("POST", path)
+            .set("X-API-Key", key)
+            .set("Content-Type", "application/json"),
+        &body.to_string(),
+    )
+}
+
 pub fn send_body(request: ureq::Request, body: &str) -> Resp {
     match request.send_string(body) {
         Ok(r) | Err(ureq::Error::Status(_, r)) => from_ureq(r),

@@ -11,6 +11,7 @@ mod docs;
 mod generated;
 mod http;
 mod identity;
+mod jobs;
 mod keys;
 mod lifecycle;
 mod metrics;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{send, send_body, stderr, Daemon, Resp, Setup};
+use crate::harness::{send, send_body, stderr, Daemon, Setup};
 use crate::identity::{auth_config, eventually};
 use crate::keys::add_user;
 use crate::oip::key;
@@ -65,14 +65,7 @@ fn gateway(models: &str) -> Gateway {
     Gateway { setup, key, daemon }
 }
 
-fn post(d: &Daemon, key: &str, path: &str, body: &Value) -> Resp {
-    send_body(
-        d.request("POST", path)
-            .set("X-API-Key", key)
-            .set("Content-Type", "application/json"),
-        &body.to_string(),
-    )
-}
+use crate::harness::post_with_key as post;
 
 /// A row no earlier request sent, so neither cache holds it.
 fn row(i: usize) -> Vec<f64> {

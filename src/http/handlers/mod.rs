@@ -6,6 +6,7 @@
 pub mod debug;
 pub mod docs;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod models;
 pub mod oip;

@@ -139,7 +139,7 @@ fn unknown_model(app: &App, name: &str) -> ApiError {
     ))
 }
 
-fn model(app: &App, name: Option<&str>) -> Result<Arc<Model>, ApiError> {
+pub(super) fn model(app: &App, name: Option<&str>) -> Result<Arc<Model>, ApiError> {
     match name {
         None => Ok(app.models().default_model()),
         Some(name) => model_named(app, name),
@@ -156,7 +156,7 @@ pub(super) fn model_named(app: &App, name: &str) -> Result<Arc<Model>, ApiError>
 /// Parses one input row from raw JSON, recording each bad element by index.
 /// Numbers are parsed from their text, so `1e400` becomes infinity (and is
 /// refused as not finite) instead of failing the whole document.
-fn parse_row(
+pub(super) fn parse_row(
     field: &str,
     raw: &RawValue,
     expected: usize,

@@ -83,6 +83,17 @@ pub async fn metrics(call: Call) -> Result<Response, ApiError> {
     app.limiter.render_metrics(&mut out);
     app.cache.render_metrics(&mut out);
     app.models().render_metrics(&mut out);
+    // Job counts come from the store: every daemon's jobs, read off the runtime.
+    let jobs_app = std::sync::Arc::clone(app);
+    let jobs = crate::store::blocking(move || {
+        let mut text = String::new();
+        jobs_app.jobs.render_metrics(&mut text).map(|()| text)
+    })
+    .await;
+    match jobs {
+        Ok(text) => out.push_str(&text),
+        Err(e) => tracing::warn!(error = %e, "metrics: job counts not read"),
+    }
     if let Some(remote) = &app.remote {
         // Asked now: with no traffic the link would not notice an outage.
         let up = remote

@@ -1,0 +1,199 @@
+//! Batch-job routes: submit (validated like `/api/v2/predict`, committed
+//! before the 202), status, results, list, cancel. The rules live in
+//! `serving::jobs`; the workers that run jobs in `daemon::jobs`.
+
+use http::{header, HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::models::{model, parse_row, refuse};
+use crate::core::error::{Error, FieldError};
+use crate::core::scopes::Scope;
+use crate::http::pipeline::Call;
+use crate::http::problem::{json_response, ApiError, Response, JSON};
+use crate::serving::jobs::{NewJob, Status, Submitted};
+use crate::store;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewJobRequest {
+    instances: Box<RawValue>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    explain: Option<bool>,
+}
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub async fn submit(mut call: Call) -> Result<Response, ApiError> {
+    let req: NewJobRequest = call.json().await?;
+    let idempotency_key = match call.parts.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_string()),
+            _ => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                )]))
+            }
+        },
+    };
+    let app = call.app();
+    let model = model(app, req.model.as_deref())?;
+    let max = app.jobs.config().max_instances as usize;
+    let items = serde_json::from_str::<Vec<&RawValue>>(req.instances.get()).map_err(|_| {
+        ApiError::Validation(vec![FieldError::new(
+            "instances",
+            "must be an array of arrays of numbers",
+        )])
+    })?;
+    if items.len() > max {
+        return Err(Error::TooLarge(format!(
+            "a job holds at most {max} instances (jobs.max_instances), got {}",
+            items.len()
+        ))
+        .into());
+    }
+    let mut errors = Vec::new();
+    if items.is_empty() {
+        errors.push(FieldError::new("instances", "must not be empty"));
+    }
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("instances[{i}]");
+        if let Some(values) = parse_row(&field, item, model.input_size, &mut errors) {
+            if model.check_row(&field, &values, &mut errors).is_some() {
+                rows.push(values);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(refuse(&call.ctx, errors));
+    }
+    let explain = req.explain.unwrap_or(false);
+    // What tells a retry from another request with the same key.
+    let body = format!("{}\n{explain}\n{}", model.name, req.instances.get()).into_bytes();
+    let new = NewJob {
+        user_id: call.caller().user.id.clone(),
+        model: model.name.clone(),
+        rows,
+        explain,
+        idempotency_key,
+        body,
+    };
+    let submitting = std::sync::Arc::clone(app);
+    let submitted = store::blocking(move || submitting.jobs.submit(new)).await?;
+    let (status, job) = match submitted {
+        Submitted::Created(job) => (StatusCode::ACCEPTED, job),
+        Submitted::Existing(job) => (StatusCode::OK, job),
+    };
+    let mut response = json_response(status, JSON, &job);
+    let location = format!("/api/v1/jobs/{}", job.id);
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("a uuid is a header value"),
+    );
+    Ok(response)
+}
+
+pub async fn show(call: Call) -> Result<Response, ApiError> {
+    let (app, owner, id) = (
+        std::sync::Arc::clone(call.app()),
+        call.caller().user.id.clone(),
+        call.param(0).to_string(),
+    );
+    let job = store::blocking(move || app.jobs.get(Some(&owner), &id)).await?;
+    Ok(json_response(StatusCode::OK, JSON, &job))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    #[serde(default)]
+    offset: Option<u32>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Most results or jobs one page holds.
+const MAX_PAGE: u32 = 1000;
+
+pub async fn results(call: Call) -> Result<Response, ApiError> {
+    let q: PageQuery = call.query()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (app, owner, id) = (
+        std::sync::Arc::clone(call.app()),
+        call.caller().user.id.clone(),
+        call.param(0).to_string(),
+    );
+    let page = store::blocking(move || {
+        app.jobs
+            .results(Some(&owner), &id, u64::from(q.offset.unwrap_or(0)), limit)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, JSON, &page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    offset: Option<u32>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+pub async fn list(call: Call) -> Result<Response, ApiError> {
+    let q: ListQuery = call.query()?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status must be one of queued, running, succeeded, failed, cancelled; got {s:?}"
+            ))
+        })?),
+    };
+    let caller = call.caller();
+    let owner = match q.user {
+        None => caller.user.id.clone(),
+        Some(user) if caller.scopes.contains(Scope::Admin) => {
+            let app = std::sync::Arc::clone(call.app());
+            app.identity.show_user(&user).await?.id
+        }
+        Some(_) => return Err(Error::MissingScope(Scope::Admin).into()),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let app = std::sync::Arc::clone(call.app());
+    let jobs = store::blocking(move || {
+        app.jobs.list(
+            Some(&owner),
+            status,
+            limit,
+            u64::from(q.offset.unwrap_or(0)),
+        )
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        JSON,
+        &json!({ "jobs": jobs }),
+    ))
+}
+
+pub async fn cancel(call: Call) -> Result<Response, ApiError> {
+    let (app, owner, id) = (
+        std::sync::Arc::clone(call.app()),
+        call.caller().user.id.clone(),
+        call.param(0).to_string(),
+    );
+    let job = store::blocking(move || app.jobs.cancel(Some(&owner), &id)).await?;
+    Ok(json_response(StatusCode::OK, JSON, &job))
+}

@@ -1,0 +1,576 @@
+//! Batch jobs: many instances accepted at once, committed to the store
+//! before the caller hears "accepted", and run in chunks by whichever daemon
+//! holds the job's lease. Each chunk's results and the job's progress are
+//! committed in one transaction that also checks the lease, so a daemon
+//! killed mid-job leaves nothing half-written: after the lease lapses any
+//! daemon on the same store resumes from the last committed chunk, every
+//! instance's result exists exactly once, and the job finishes once.
+//!
+//! The rows and rules live here; running a chunk (`Registry::predict`) is
+//! the caller's (`daemon::tasks`), so this module never touches a model.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::JobsConfig;
+use crate::core::error::{Error, FieldError, Result};
+use crate::core::metrics::Exposition;
+use crate::core::time::{self, serde::rfc3339, serde::rfc3339_opt};
+use crate::store::{Store, StoreError};
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// A job as `GET /api/v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub status: Status,
+    pub model: String,
+    pub model_version: Option<String>,
+    pub explain: bool,
+    pub total: u64,
+    pub done: u64,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: i64,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub started_at: Option<i64>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+const COLUMNS: &str = "id, user_id, status, model, model_version, explain, total, done, \
+                       created_at, started_at, finished_at, error";
+
+fn job_from_row(row: &rusqlite::Row) -> rusqlite::Result<Job> {
+    let status: String = row.get(2)?;
+    Ok(Job {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        model: row.get(3)?,
+        model_version: row.get(4)?,
+        explain: row.get(5)?,
+        total: row.get::<_, i64>(6)? as u64,
+        done: row.get::<_, i64>(7)? as u64,
+        created_at: row.get(8)?,
+        started_at: row.get(9)?,
+        finished_at: row.get(10)?,
+        error: row.get(11)?,
+    })
+}
+
+/// One job by id, of `owner` when given; 404 otherwise.
+fn find(c: &rusqlite::Connection, owner: Option<&str>, id: &str) -> Result<Job> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"),
+        params![id, owner],
+        job_from_row,
+    )
+    .optional()
+    .map_err(StoreError::from)?
+    .ok_or_else(|| Error::NotFound(format!("no job {id:?}")))
+}
+
+/// A job to create: validated rows, for a model that exists.
+pub struct NewJob {
+    pub user_id: String,
+    pub model: String,
+    pub rows: Vec<Vec<f64>>,
+    pub explain: bool,
+    pub idempotency_key: Option<String>,
+    /// The request body as sent, to tell a retry from a different request.
+    pub body: Vec<u8>,
+}
+
+/// What `submit` did.
+pub enum Submitted {
+    Created(Job),
+    /// The same `Idempotency-Key` and body as an earlier request: that job.
+    Existing(Job),
+}
+
+/// A claimed job, for a worker to run from `done` on.
+#[derive(Debug)]
+pub struct Claimed {
+    pub job: Job,
+    pub rows: Vec<Vec<f32>>,
+}
+
+/// What committing a chunk found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// More chunks to run.
+    Continue,
+    Finished,
+    /// Cancelled meanwhile; the worker stops.
+    Cancelled,
+    /// Another daemon holds the job now (this one was too slow): nothing
+    /// was written.
+    LostLease,
+}
+
+/// One page of results.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub id: String,
+    pub status: Status,
+    pub results: Vec<Box<serde_json::value::RawValue>>,
+    pub next_offset: Option<u64>,
+}
+
+/// The jobs service.
+pub struct Jobs {
+    store: Store,
+    config: JobsConfig,
+    /// This process, as `lease_owner` records it.
+    owner: String,
+    /// Instances computed by this process, by outcome (for `/metrics`).
+    instances_ok: AtomicU64,
+    instances_failed: AtomicU64,
+}
+
+/// How long an `Idempotency-Key` names its job.
+const IDEMPOTENCY_SECS: i64 = 24 * 3600;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Jobs {
+    pub fn new(store: Store, config: JobsConfig) -> Jobs {
+        Jobs {
+            store,
+            config,
+            owner: format!(
+                "pid-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            instances_ok: AtomicU64::new(0),
+            instances_failed: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+
+    /// This process's lease name (`pid-<pid>-<random>`).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Creates the job (blocking): the rows are committed when this returns.
+    pub fn submit(&self, new: NewJob) -> Result<Submitted> {
+        let digest = format!("{:x}", Sha256::digest(&new.body));
+        let instances = serde_json::to_string(&new.rows).expect("numbers serialize");
+        let now = time::now();
+        let max_active = self.config.max_active_per_user;
+        self.store.write(|tx| {
+            if let Some(key) = &new.idempotency_key {
+                let earlier: Option<(Job, String)> = tx
+                    .query_row(
+                        &format!(
+                            "SELECT {COLUMNS}, body_digest FROM jobs \
+                             WHERE user_id = ?1 AND idempotency_key = ?2 AND created_at > ?3"
+                        ),
+                        params![new.user_id, key, now - IDEMPOTENCY_SECS],
+                        |row| Ok((job_from_row(row)?, row.get(12)?)),
+                    )
+                    .optional()
+                    .map_err(StoreError::from)?;
+                if let Some((job, body)) = earlier {
+                    if body != digest {
+                        return Err(Error::Invalid(vec![FieldError::new(
+                            "Idempotency-Key",
+                            "was used for a different request; use a new key for a new job",
+                        )]));
+                    }
+                    return Ok(Submitted::Existing(job));
+                }
+                // An expired key may name a new job.
+                tx.execute(
+                    "UPDATE jobs SET idempotency_key = NULL WHERE user_id = ?1 AND idempotency_key = ?2",
+                    params![new.user_id, key],
+                )
+                .map_err(StoreError::from)?;
+            }
+            let active: u32 = tx
+                .query_row(
+                    "SELECT count(*) FROM jobs WHERE user_id = ?1 AND status IN ('queued', 'running')",
+                    params![new.user_id],
+                    |row| row.get(0),
+                )
+                .map_err(StoreError::from)?;
+            if active >= max_active {
+                return Err(Error::TooMany {
+                    detail: format!(
+                        "you have {active} queued or running jobs, the most allowed \
+                         (jobs.max_active_per_user); submit more when one finishes"
+                    ),
+                    retry_after: 5,
+                });
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            tx.execute(
+                "INSERT INTO jobs (id, user_id, model, explain, status, total, instances, \
+                 idempotency_key, body_digest, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    new.user_id,
+                    new.model,
+                    new.explain,
+                    new.rows.len() as i64,
+                    instances,
+                    new.idempotency_key,
+                    digest,
+                    now
+                ],
+            )
+            .map_err(StoreError::from)?;
+            Ok(Submitted::Created(Job {
+                id,
+                user_id: new.user_id.clone(),
+                status: Status::Queued,
+                model: new.model.clone(),
+                model_version: None,
+                explain: new.explain,
+                total: new.rows.len() as u64,
+                done: 0,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                error: None,
+            }))
+        })
+    }
+
+    /// One job; `owner` (a user id) limits it to that user's (another
+    /// user's job is not found, not forbidden).
+    pub fn get(&self, owner: Option<&str>, id: &str) -> Result<Job> {
+        self.store.read(|c| find(c, owner, id))
+    }
+
+    /// Jobs newest first; `owner` limits them to one user's.
+    pub fn list(
+        &self,
+        owner: Option<&str>,
+        status: Option<Status>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<Job>> {
+        self.store.read(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR user_id = ?1) \
+                     AND (?2 IS NULL OR status = ?2) \
+                     ORDER BY created_at DESC, rowid DESC LIMIT ?3 OFFSET ?4"
+                ))
+                .map_err(StoreError::from)?;
+            let rows = stmt
+                .query_map(
+                    params![owner, status.map(Status::as_str), limit, offset as i64],
+                    job_from_row,
+                )
+                .map_err(StoreError::from)?;
+            Ok(rows
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(StoreError::from)?)
+        })
+    }
+
+    /// Results in input order from `offset`, as far as chunks have finished.
+    pub fn results(&self, owner: Option<&str>, id: &str, offset: u64, limit: u32) -> Result<Page> {
+        let job = self.get(owner, id)?;
+        self.store.read(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT result FROM job_results WHERE job_id = ?1 AND idx >= ?2 \
+                     ORDER BY idx LIMIT ?3",
+                )
+                .map_err(StoreError::from)?;
+            let results: Vec<Box<serde_json::value::RawValue>> = stmt
+                .query_map(params![id, offset as i64, limit], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(StoreError::from)?
+                .filter_map(|r| r.ok())
+                .filter_map(|text| serde_json::value::RawValue::from_string(text).ok())
+                .collect();
+            let next = offset + results.len() as u64;
+            Ok(Page {
+                id: job.id.clone(),
+                status: job.status,
+                next_offset: (next < job.total).then_some(next),
+                results,
+            })
+        })
+    }
+
+    /// Cancels a queued or running job (a running one stops at its next
+    /// chunk); a finished one is a conflict.
+    pub fn cancel(&self, owner: Option<&str>, id: &str) -> Result<Job> {
+        let now = time::now();
+        self.store.write(|tx| {
+            let job = find(tx, owner, id)?;
+            if job.status.is_finished() {
+                return Err(Error::Conflict(format!(
+                    "job {id} already {}",
+                    job.status.as_str()
+                )));
+            }
+            tx.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?2, lease_owner = NULL, \
+                 lease_until_ms = NULL WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(StoreError::from)?;
+            Ok(Job {
+                status: Status::Cancelled,
+                finished_at: Some(now),
+                ..job
+            })
+        })
+    }
+
+    /// Deletes finished jobs (and their results) that finished at or
+    /// before `before`; returns how many.
+    pub fn purge(&self, before: i64) -> Result<usize> {
+        self.store.write(|tx| {
+            Ok(tx
+                .execute(
+                    "DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') \
+                     AND finished_at <= ?1",
+                    params![before],
+                )
+                .map_err(StoreError::from)?)
+        })
+    }
+
+    /// Finished jobs past `jobs.retention_secs`, deleted.
+    pub fn expire(&self) -> Result<usize> {
+        self.purge(time::now() - self.config.retention_secs as i64)
+    }
+
+    /// Takes the oldest queued job, or a running one whose lease lapsed
+    /// (its daemon died), for this process: `lease_secs` from now.
+    pub fn claim(&self) -> Result<Option<Claimed>> {
+        let now = now_ms();
+        let until = now + (self.config.lease_secs * 1000) as i64;
+        self.store.write(|tx| {
+            let found: Option<(Job, String)> = tx
+                .query_row(
+                    &format!(
+                        "SELECT {COLUMNS}, instances FROM jobs WHERE status = 'queued' \
+                         OR (status = 'running' AND lease_until_ms < ?1) \
+                         ORDER BY created_at, rowid LIMIT 1"
+                    ),
+                    params![now],
+                    |row| Ok((job_from_row(row)?, row.get(12)?)),
+                )
+                .optional()
+                .map_err(StoreError::from)?;
+            let Some((mut job, instances)) = found else {
+                return Ok(None);
+            };
+            let started = job.started_at.unwrap_or_else(time::now);
+            tx.execute(
+                "UPDATE jobs SET status = 'running', lease_owner = ?2, lease_until_ms = ?3, \
+                 started_at = ?4 WHERE id = ?1",
+                params![job.id, self.owner, until, started],
+            )
+            .map_err(StoreError::from)?;
+            job.status = Status::Running;
+            job.started_at = Some(started);
+            let rows: Vec<Vec<f64>> = serde_json::from_str(&instances).unwrap_or_default();
+            Ok(Some(Claimed {
+                job,
+                rows: rows
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|v| v as f32).collect())
+                    .collect(),
+            }))
+        })
+    }
+
+    /// Commits the results of instances `start..start + results.len()` with
+    /// the progress, if this process still holds the lease and the job is
+    /// where it left it; renews the lease.
+    pub fn commit_chunk(
+        &self,
+        id: &str,
+        start: u64,
+        model_version: &str,
+        results: &[String],
+    ) -> Result<Progress> {
+        let now = now_ms();
+        let until = now + (self.config.lease_secs * 1000) as i64;
+        let progress = self.store.write(|tx| -> Result<Progress> {
+            let (status, owner, done, total): (String, Option<String>, i64, i64) = tx
+                .query_row(
+                    "SELECT status, lease_owner, done, total FROM jobs WHERE id = ?1",
+                    params![id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )
+                .optional()
+                .map_err(StoreError::from)?
+                // Purged meanwhile: as good as cancelled.
+                .unwrap_or(("cancelled".into(), None, 0, 0));
+            if status == "cancelled" {
+                return Ok(Progress::Cancelled);
+            }
+            let (done, total) = (done as u64, total as u64);
+            if status != "running" || owner.as_deref() != Some(&self.owner) || done != start {
+                return Ok(Progress::LostLease);
+            }
+            let mut insert = tx
+                .prepare_cached("INSERT INTO job_results (job_id, idx, result) VALUES (?1, ?2, ?3)")
+                .map_err(StoreError::from)?;
+            for (i, result) in results.iter().enumerate() {
+                insert
+                    .execute(params![id, (start + i as u64) as i64, result])
+                    .map_err(StoreError::from)?;
+            }
+            let done = start + results.len() as u64;
+            let finished = done >= total;
+            tx.execute(
+                "UPDATE jobs SET done = ?2, model_version = ?3, lease_until_ms = ?4, \
+                 status = CASE WHEN ?5 THEN 'succeeded' ELSE status END, \
+                 finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
+                 lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END \
+                 WHERE id = ?1",
+                params![id, done as i64, model_version, until, finished, time::now()],
+            )
+            .map_err(StoreError::from)?;
+            Ok(if finished {
+                Progress::Finished
+            } else {
+                Progress::Continue
+            })
+        })?;
+        if matches!(progress, Progress::Continue | Progress::Finished) {
+            self.instances_ok
+                .fetch_add(results.len() as u64, Ordering::Relaxed);
+        }
+        Ok(progress)
+    }
+
+    /// Ends a job this process holds as failed (its model is gone, say).
+    pub fn fail(&self, id: &str, error: &str, lost_instances: u64) -> Result<()> {
+        self.instances_failed
+            .fetch_add(lost_instances, Ordering::Relaxed);
+        self.store.write(|tx| -> Result<()> {
+            tx.execute(
+                "UPDATE jobs SET status = 'failed', error = ?3, finished_at = ?4, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
+                params![id, self.owner, error, time::now()],
+            )
+            .map_err(StoreError::from)?;
+            Ok(())
+        })
+    }
+
+    /// Gives a job back (graceful shutdown): any daemon may claim it at once.
+    pub fn release(&self, id: &str) -> Result<()> {
+        self.store.write(|tx| -> Result<()> {
+            tx.execute(
+                "UPDATE jobs SET lease_until_ms = 0 WHERE id = ?1 AND status = 'running' \
+                 AND lease_owner = ?2",
+                params![id, self.owner],
+            )
+            .map_err(StoreError::from)?;
+            Ok(())
+        })
+    }
+
+    /// `mlapi_jobs{status}` (from the store: every daemon's jobs) and
+    /// `mlapi_job_instances_total{outcome}` (this daemon's). Blocking.
+    pub fn render_metrics(&self, out: &mut String) -> Result<()> {
+        let counts: Vec<(String, u64)> = self.store.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT status, count(*) FROM jobs GROUP BY status")
+                .map_err(StoreError::from)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
+                .map_err(StoreError::from)?;
+            Ok::<_, Error>(
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(StoreError::from)?,
+            )
+        })?;
+        let name = "mlapi_jobs";
+        let mut family = Exposition::family(out, name, "gauge", "Jobs in the store, by status.");
+        for status in Status::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            family.sample(name, &[("status", status.as_str())], n);
+        }
+        let name = "mlapi_job_instances_total";
+        let mut family = Exposition::family(
+            out,
+            name,
+            "counter",
+            "Job instances this daemon computed and committed (ok) or could not (failed).",
+        );
+        family.sample(
+            name,
+            &[("outcome", "ok")],
+            self.instances_ok.load(Ordering::Relaxed),
+        );
+        family.sample(
+            name,
+            &[("outcome", "failed")],
+            self.instances_failed.load(Ordering::Relaxed),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,521 @@
+//! Batch jobs against the real daemon and a real SQLite file: results equal
+//! to `/api/v2/predict`, every refusal with nothing created, and durability —
+//! a daemon SIGKILLed mid-job leaves the job to the next daemon on the same
+//! database, which finishes it with each instance's result exactly once.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{query_i64, send, send_body, stderr, stdout, Daemon, Resp, Setup};
+use crate::identity::{auth_config, eventually};
+use crate::keys::add_user;
+use crate::oip::key;
+
+use crate::harness::post_with_key as post;
+
+fn get(d: &Daemon, key: &str, path: &str) -> Resp {
+    send(d.request("GET", path).set("X-API-Key", key))
+}
+
+fn rows(n: usize) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|i| {
+            vec![
+                8.0 + (i % 300) as f64 * 0.07,
+                15.0 + (i % 7) as f64,
+                0.12,
+                0.2,
+                0.05 + (i % 11) as f64 * 0.05,
+            ]
+        })
+        .collect()
+}
+
+fn wait_finished(d: &Daemon, key: &str, id: &str, within: Duration) -> Value {
+    let mut job = Value::Null;
+    eventually(within, || {
+        job = get(d, key, &format!("/api/v1/jobs/{id}")).json();
+        ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or(""))
+    });
+    job
+}
+
+/// Every result, page by page.
+fn all_results(d: &Daemon, key: &str, id: &str) -> Vec<Value> {
+    let mut results = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = get(
+            d,
+            key,
+            &format!("/api/v1/jobs/{id}/results?offset={offset}&limit=37"),
+        );
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        results.extend(page["results"].as_array().unwrap().iter().cloned());
+        match page["next_offset"].as_u64() {
+            Some(next) => offset = next,
+            None => return results,
+        }
+    }
+}
+
+fn jobs_config(jobs: &str, extra: &str) -> String {
+    format!("{}\n[jobs]\n{jobs}\n{extra}", auth_config(""))
+}
+
+#[test]
+fn a_job_answers_as_v2_predict_does_in_input_order() {
+    let setup = Setup::new(&jobs_config("chunk_size = 7", ""));
+    add_user(&setup, "ada", "user");
+    let api_key = key(&setup, "ada", "predict:read jobs:read jobs:write");
+    let d = setup.start();
+    let instances = rows(60);
+    let r = post(
+        &d,
+        &api_key,
+        "/api/v1/jobs",
+        &json!({"instances": instances}),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job = r.json();
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/api/v1/jobs/{id}").as_str())
+    );
+    assert_eq!(
+        (
+            job["status"].clone(),
+            job["total"].clone(),
+            job["model"].clone()
+        ),
+        (json!("queued"), json!(60), json!("demo"))
+    );
+
+    let done = wait_finished(&d, &api_key, &id, Duration::from_secs(20));
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["done"], 60);
+    assert!(done["finished_at"].is_string() && done["started_at"].is_string());
+    assert!(done["model_version"].is_string());
+
+    let results = all_results(&d, &api_key, &id);
+    let expected = post(
+        &d,
+        &api_key,
+        "/api/v2/predict",
+        &json!({"instances": instances, "explain": false}),
+    )
+    .json();
+    let expected = expected["predictions"].as_array().unwrap();
+    assert_eq!(results.len(), 60);
+    for (i, (got, want)) in results.iter().zip(expected).enumerate() {
+        assert_eq!(got["index"], i);
+        assert_eq!(got["prediction"], want["prediction"]);
+        assert_eq!(got["probabilities"], want["probabilities"]);
+        assert!(got.get("explanation").is_none());
+    }
+    let list = get(&d, &api_key, "/api/v1/jobs?status=succeeded").json();
+    assert_eq!(list["jobs"][0]["id"], id.as_str());
+    assert_eq!(
+        get(&d, &api_key, "/api/v1/jobs?status=queued").json()["jobs"],
+        json!([])
+    );
+
+    // With explanations, against the same rows explained by v2.
+    let r = post(
+        &d,
+        &api_key,
+        "/api/v1/jobs",
+        &json!({"instances": &instances[..3], "explain": true}),
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    wait_finished(&d, &api_key, &id, Duration::from_secs(20));
+    let explained = all_results(&d, &api_key, &id);
+    let want = post(
+        &d,
+        &api_key,
+        "/api/v2/predict",
+        &json!({"instances": &instances[..3], "explain": true}),
+    )
+    .json();
+    assert_eq!(
+        explained[2]["explanation"],
+        want["predictions"][2]["explanation"]
+    );
+
+    // Cancelling a finished job is a conflict.
+    let r = post(
+        &d,
+        &api_key,
+        &format!("/api/v1/jobs/{id}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let listed = setup.cli(&["--output", "json", "job", "list", "--user", "ada"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    add_user(&setup, "root", "admin");
+    let metrics_key = key(&setup, "root", "metrics:read");
+    let mut text = String::new();
+    eventually(Duration::from_secs(5), || {
+        let r = get(&d, &metrics_key, "/metrics");
+        text = r.body;
+        r.status == 200
+    });
+    assert!(
+        text.contains("mlapi_jobs{status=\"succeeded\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mlapi_job_instances_total{outcome=\"ok\"} 63\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn job_refusals_answer_their_status_and_create_nothing() {
+    // No workers: jobs stay queued, so the active count is exact.
+    let setup = Setup::new(&jobs_config(
+        "workers = 0\nmax_instances = 10\nmax_active_per_user = 2",
+        "",
+    ));
+    add_user(&setup, "bob", "user");
+    add_user(&setup, "cyd", "user");
+    let key = key(&setup, "bob", "predict:read jobs:read jobs:write");
+    let read_only = crate::oip::key(&setup, "bob", "jobs:read");
+    let other = crate::oip::key(&setup, "cyd", "jobs:read jobs:write");
+    let d = setup.start();
+    let count = || query_i64(&setup.db(), "SELECT count(*) FROM jobs");
+
+    let body = json!({"instances": rows(5)})
+        .to_string()
+        .replacen("15.0", "\"x\"", 1);
+    let r = send_body(
+        d.request("POST", "/api/v1/jobs")
+            .set("X-API-Key", &key)
+            .set("Content-Type", "application/json"),
+        &body,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("instances[0][1]"), "{}", r.body);
+    let r = post(
+        &d,
+        &key,
+        "/api/v1/jobs",
+        &json!({"instances": [[1.0, 2.0, 3.0]]}),
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("instances[0]"), "{}", r.body);
+    assert_eq!(
+        post(&d, &key, "/api/v1/jobs", &json!({"instances": []})).status,
+        422
+    );
+    let r = post(&d, &key, "/api/v1/jobs", &json!({"instances": rows(11)}));
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("jobs.max_instances"), "{}", r.body);
+    let r = post(
+        &d,
+        &key,
+        "/api/v1/jobs",
+        &json!({"instances": rows(1), "model": "nope"}),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        post(
+            &d,
+            &read_only,
+            "/api/v1/jobs",
+            &json!({"instances": rows(1)})
+        )
+        .status,
+        403
+    );
+    assert_eq!(count(), 0);
+
+    // Idempotency: the same key and body is the same job; another body is refused.
+    let with_key = |k: &str, body: &Value| {
+        send_body(
+            d.request("POST", "/api/v1/jobs")
+                .set("X-API-Key", &key)
+                .set("Idempotency-Key", k)
+                .set("Content-Type", "application/json"),
+            &body.to_string(),
+        )
+    };
+    let first = with_key("order-1", &json!({"instances": rows(2)}));
+    assert_eq!(first.status, 202, "{}", first.body);
+    let again = with_key("order-1", &json!({"instances": rows(2)}));
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    let other_body = with_key("order-1", &json!({"instances": rows(3)}));
+    assert_eq!(other_body.status, 422, "{}", other_body.body);
+    assert!(other_body.body.contains("Idempotency-Key"));
+    assert_eq!(count(), 1);
+
+    // Two active jobs per user: the third waits.
+    assert_eq!(
+        post(&d, &key, "/api/v1/jobs", &json!({"instances": rows(1)})).status,
+        202
+    );
+    let r = post(&d, &key, "/api/v1/jobs", &json!({"instances": rows(1)}));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(count(), 2);
+
+    // Another user's job does not exist for them.
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/api/v1/jobs/{id}"),
+        format!("/api/v1/jobs/{id}/results"),
+    ] {
+        assert_eq!(get(&d, &other, &path).status, 404, "{path}");
+    }
+    assert_eq!(
+        post(&d, &other, &format!("/api/v1/jobs/{id}/cancel"), &json!({})).status,
+        404
+    );
+    assert_eq!(get(&d, &other, "/api/v1/jobs").json()["jobs"], json!([]));
+    assert_eq!(get(&d, &key, "/api/v1/jobs?status=bogus").status, 400);
+    assert_eq!(get(&d, &key, "/api/v1/jobs?user=cyd").status, 403);
+
+    // Cancel: queued → cancelled, then a conflict; a slot is free again.
+    let r = post(&d, &key, &format!("/api/v1/jobs/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "cancelled");
+    assert_eq!(
+        post(&d, &key, &format!("/api/v1/jobs/{id}/cancel"), &json!({})).status,
+        409
+    );
+    assert_eq!(
+        post(&d, &key, "/api/v1/jobs", &json!({"instances": rows(1)})).status,
+        202
+    );
+    let results = get(&d, &key, &format!("/api/v1/jobs/{id}/results")).json();
+    assert_eq!(
+        (results["status"].clone(), results["results"].clone()),
+        (json!("cancelled"), json!([]))
+    );
+}
+
+/// A job slow enough to be killed in the middle: `chunks` chunks of 20
+/// rows, each taking 40 ms more.
+fn slow_setup(chunks: usize) -> (Setup, String, usize) {
+    let setup = Setup::new(&jobs_config(
+        "chunk_size = 20\nlease_secs = 1",
+        "[debug]\ninference_delay_ms = 40\n",
+    ));
+    add_user(&setup, "dia", "user");
+    let key = key(&setup, "dia", "predict:read jobs:read jobs:write");
+    (setup, key, chunks * 20)
+}
+
+/// The job's results in the database: each index exactly once, 0..total.
+fn assert_exactly_once(setup: &Setup, id: &str, total: usize) {
+    let q = |sql: &str| query_i64(&setup.db(), &sql.replace("ID", id));
+    assert_eq!(
+        q("SELECT count(*) FROM job_results WHERE job_id = 'ID'"),
+        total as i64
+    );
+    assert_eq!(
+        q("SELECT count(DISTINCT idx) FROM job_results WHERE job_id = 'ID'"),
+        total as i64
+    );
+    assert_eq!(q("SELECT min(idx) FROM job_results WHERE job_id = 'ID'"), 0);
+    assert_eq!(
+        q("SELECT max(idx) FROM job_results WHERE job_id = 'ID'"),
+        total as i64 - 1
+    );
+    assert_eq!(q("SELECT done FROM jobs WHERE id = 'ID'"), total as i64);
+}
+
+#[test]
+fn a_job_survives_a_sigkilled_daemon() {
+    let (setup, key, total) = slow_setup(60);
+    let mut first = setup.start_process();
+    let r = post(
+        &first,
+        &key,
+        "/api/v1/jobs",
+        &json!({"instances": rows(total)}),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(20), || {
+        get(&first, &key, &format!("/api/v1/jobs/{id}")).json()["done"]
+            .as_u64()
+            .unwrap()
+            >= 200
+    });
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5));
+    let done_at_kill = query_i64(
+        &setup.db(),
+        &format!("SELECT done FROM jobs WHERE id = '{id}'"),
+    );
+    assert!(
+        done_at_kill < total as i64,
+        "the job must still be running when killed"
+    );
+
+    let second = setup.start_process();
+    let job = wait_finished(&second, &key, &id, Duration::from_secs(30));
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_exactly_once(&setup, &id, total);
+    let results = all_results(&second, &key, &id);
+    let want = post(
+        &second,
+        &key,
+        "/api/v2/predict",
+        &json!({"instances": &rows(total)[total - 3..], "explain": false}),
+    )
+    .json();
+    for k in 0..3 {
+        assert_eq!(
+            results[total - 3 + k]["probabilities"],
+            want["predictions"][k]["probabilities"]
+        );
+    }
+}
+
+#[test]
+fn with_two_daemons_on_one_database_the_survivor_finishes_the_job() {
+    let (setup, key, total) = slow_setup(60);
+    let mut daemons = vec![setup.start_process(), setup.start_process()];
+    let r = post(
+        &daemons[0],
+        &key,
+        "/api/v1/jobs",
+        &json!({"instances": rows(total)}),
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let owner_sql = format!("SELECT coalesce(CAST(substr(lease_owner, 5, instr(substr(lease_owner, 5), '-') - 1) AS INTEGER), 0) FROM jobs WHERE id = '{id}'");
+    eventually(Duration::from_secs(20), || {
+        query_i64(&setup.db(), &owner_sql) != 0
+    });
+    let running_on = query_i64(&setup.db(), &owner_sql) as u32;
+    let index = daemons
+        .iter()
+        .position(|d| d.pid() == running_on)
+        .expect("one of ours runs it");
+    let mut victim = daemons.remove(index);
+    eventually(Duration::from_secs(20), || {
+        query_i64(
+            &setup.db(),
+            &format!("SELECT done FROM jobs WHERE id = '{id}'"),
+        ) >= 100
+    });
+    victim.signal("KILL");
+    victim.wait_exit(Duration::from_secs(5));
+    let survivor = &daemons[0];
+    let job = wait_finished(survivor, &key, &id, Duration::from_secs(30));
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_exactly_once(&setup, &id, total);
+    assert_eq!(
+        query_i64(&setup.db(), &owner_sql),
+        0,
+        "no lease left on a finished job"
+    );
+}
+
+#[test]
+fn sigterm_gives_a_running_job_back_and_the_cli_manages_jobs() {
+    let (setup, key, total) = slow_setup(60);
+    let mut first = setup.start_process();
+    let id = post(
+        &first,
+        &key,
+        "/api/v1/jobs",
+        &json!({"instances": rows(total)}),
+    )
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(Duration::from_secs(20), || {
+        get(&first, &key, &format!("/api/v1/jobs/{id}")).json()["done"]
+            .as_u64()
+            .unwrap()
+            >= 100
+    });
+    let started = Instant::now();
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(10)).success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Released, not abandoned: the next daemon need not wait for the lease.
+    assert_eq!(
+        query_i64(
+            &setup.db(),
+            &format!("SELECT lease_until_ms FROM jobs WHERE id = '{id}'")
+        ),
+        0
+    );
+
+    let out = setup.cli(&["--output", "json", "job", "show", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["status"], "running");
+    let out = setup.cli(&["job", "list", "--status", "running"]);
+    assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+    assert_eq!(
+        setup
+            .cli(&["job", "list", "--status", "bogus"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        setup.cli(&["job", "show", "no-such-job"]).status.code(),
+        Some(3)
+    );
+    let out = setup.cli(&["job", "cancel", &id, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        setup.cli(&["job", "cancel", &id, "--yes"]).status.code(),
+        Some(4)
+    );
+
+    // A new daemon does not run a cancelled job; purge deletes it with its results.
+    let second = setup.start_process();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        get(&second, &key, &format!("/api/v1/jobs/{id}")).json()["status"],
+        "cancelled"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = setup.cli(&[
+        "--output",
+        "json",
+        "job",
+        "purge",
+        "--older-than",
+        "1s",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["deleted"],
+        1
+    );
+    assert_eq!(
+        query_i64(&setup.db(), "SELECT count(*) FROM job_results"),
+        0
+    );
+    assert_eq!(
+        get(&second, &key, &format!("/api/v1/jobs/{id}")).status,
+        404
+    );
+}
