@@ -14,6 +14,7 @@ const PROBLEM: &str = "Problem";
 const OAUTH_ERROR: &str = "OAuthError";
 /// `/metrics`: the Prometheus text exposition format, not JSON.
 const PROMETHEUS_TEXT: &str = "PrometheusText";
+const EVENT_STREAM: &str = "EventStream";
 const FORM: &str = "application/x-www-form-urlencoded";
 /// Meets the password policy.
 const EXAMPLE_PASSWORD: &str = "Analytical-Engine-1843";
@@ -202,6 +203,7 @@ fn responses(route: &Route) -> Map<String, Value> {
         let media = match schema {
             PROBLEM => "application/problem+json",
             PROMETHEUS_TEXT => "text/plain; version=0.0.4",
+            EVENT_STREAM => "text/event-stream",
             _ => "application/json",
         };
         response["content"][media] = json!({ "schema": schema_ref(schema) });
@@ -860,6 +862,23 @@ fn schemas(facts: &Facts<'_>) -> Value {
                         "type": "object",
                         "required": ["ok", "detail"],
                         "properties": { "ok": { "type": "boolean" }, "detail": { "type": "string" }, "degraded": { "type": "boolean" } }
+                    }
+                }
+            }
+        },
+        "EventStream": {
+            "type": "object",
+            "description": "One Server-Sent Event: `event: <type>`, `data: {\"type\": <type>, \"job\": <Job>}` (JSON text).",
+            "required": ["event", "data"],
+            "properties": {
+                "event": { "enum": ["job.queued", "job.started", "job.progress", "job.succeeded", "job.failed", "job.cancelled"] },
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "type": "object",
+                        "required": ["type", "job"],
+                        "properties": { "type": { "type": "string" }, "job": schema_ref("Job") }
                     }
                 }
             }

@@ -138,14 +138,13 @@ const fn json_or_form(json: &'static str, form: &'static str) -> Body {
 }
 
 impl Route {
-    /// JSON API rows answer JSON; pages and `/metrics` (Prometheus text) do not.
+    /// JSON API rows answer JSON; pages, `/metrics` (Prometheus text) and
+    /// event streams do not.
     pub fn answers_json(&self) -> bool {
         self.surface == Surface::Api
-            && !self
-                .doc
-                .responses
-                .iter()
-                .any(|&(status, schema)| status == 200 && schema == "PrometheusText")
+            && !self.doc.responses.iter().any(|&(status, schema)| {
+                status == 200 && ["PrometheusText", "EventStream"].contains(&schema)
+            })
     }
 }
 
@@ -224,7 +223,7 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
 
 /// The public API, in the order `/openapi.json` lists it, and the `/docs`
 /// page (`Surface::Page`, not listed).
-pub static ROUTES: [Route; 34] = [
+pub static ROUTES: [Route; 35] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -304,6 +303,9 @@ pub static ROUTES: [Route; 34] = [
         "getJobResults", "jobs", "A page of a job's results in input order, as far as its chunks have finished (scope jobs:read).",
         query: ["offset" => "PageOffset", "limit" => "PageLimit"],
         [200 => "JobResults", 404 => "Problem"]),
+    route!(GET "/api/v1/jobs/{id}/events", caller(Some(Scope::JobsRead), Group::Jobs), Problem, jobs::events,
+        "jobEvents", "jobs", "Server-Sent Events of one job (scope jobs:read): `event: job.queued|job.started|job.progress|job.succeeded|job.failed|job.cancelled`, `data: {type, job}`; progress at most every 500 ms; the stream ends after the terminal event.",
+        [200 => "EventStream", 404 => "Problem"]),
     route!(POST "/api/v1/jobs/{id}/cancel", caller(Some(Scope::JobsWrite), Group::Jobs), Problem, jobs::cancel,
         "cancelJob", "jobs", "Cancel a queued or running job (scope jobs:write); a running one stops at its next chunk. A finished job is 409.",
         [200 => "Job", 404 => "Problem", 409 => "Problem"]),

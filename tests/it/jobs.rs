@@ -519,3 +519,71 @@ fn sigterm_gives_a_running_job_back_and_the_cli_manages_jobs() {
         404
     );
 }
+
+#[test]
+fn server_sent_events_follow_a_job_to_its_end() {
+    let (setup, key, total) = slow_setup(40);
+    let d = setup.start();
+    let id = post(&d, &key, "/api/v1/jobs", &json!({"instances": rows(total)})).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let r = send(
+        d.request("GET", &format!("/api/v1/jobs/{id}/events"))
+            .set("X-API-Key", &key)
+            .set("Accept", "text/event-stream"),
+    );
+    // The body was read to its end: the stream closed after the last event.
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events: Vec<(String, Value)> = r
+        .body
+        .split("\n\n")
+        .filter(|block| block.contains("data:"))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (
+                field("event:"),
+                serde_json::from_str(&field("data:")).unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        ["job.queued", "job.started"].contains(&kinds[0]),
+        "{kinds:?}"
+    );
+    assert_eq!(*kinds.last().unwrap(), "job.succeeded", "{kinds:?}");
+    assert!(kinds.contains(&"job.progress"), "{kinds:?}");
+    for (kind, data) in &events {
+        assert_eq!(data["type"], kind.as_str());
+        assert_eq!(data["job"]["id"], id.as_str());
+    }
+    let done: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| d["job"]["done"].as_u64().unwrap())
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+    assert_eq!(*done.last().unwrap(), total as u64);
+    // Throttled: at most one progress event per 500 ms.
+    let progress = kinds.iter().filter(|k| **k == "job.progress").count();
+    let allowed = started.elapsed().as_millis() as usize / 500 + 1;
+    assert!(
+        progress <= allowed,
+        "{progress} progress events in {:?}",
+        started.elapsed()
+    );
+
+    // A job that does not exist: 404 before any stream.
+    assert_eq!(get(&d, &key, "/api/v1/jobs/nope/events").status, 404);
+}

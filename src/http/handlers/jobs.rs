@@ -197,3 +197,86 @@ pub async fn cancel(call: Call) -> Result<Response, ApiError> {
     let job = store::blocking(move || app.jobs.cancel(Some(&owner), &id)).await?;
     Ok(json_response(StatusCode::OK, JSON, &job))
 }
+
+/// How often an event stream looks at its job: the store is the change
+/// feed, so every daemon's streams see every daemon's progress.
+const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Progress events at most this often per job; state changes always.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The event a job's state is, when it differs from the last one sent.
+fn event_type(
+    job: &crate::serving::jobs::Job,
+    last: Option<(Status, u64)>,
+) -> Option<&'static str> {
+    let kind = match job.status {
+        Status::Queued => "job.queued",
+        Status::Running if last.is_none_or(|(s, _)| s != Status::Running) => "job.started",
+        Status::Running => "job.progress",
+        Status::Succeeded => "job.succeeded",
+        Status::Failed => "job.failed",
+        Status::Cancelled => "job.cancelled",
+    };
+    (last != Some((job.status, job.done))).then_some(kind)
+}
+
+/// `text/event-stream` of one job's events, ending after its terminal one.
+pub async fn events(call: Call) -> Result<Response, ApiError> {
+    let (app, owner, id) = (
+        std::sync::Arc::clone(call.app()),
+        call.caller().user.id.clone(),
+        call.param(0).to_string(),
+    );
+    // 404 before the stream starts.
+    let first = {
+        let (app, owner, id) = (std::sync::Arc::clone(&app), owner.clone(), id.clone());
+        store::blocking(move || app.jobs.get(Some(&owner), &id)).await?
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(16);
+    tokio::spawn(async move {
+        let mut job = first;
+        let mut last: Option<(Status, u64)> = None;
+        let mut progress_at: Option<std::time::Instant> = None;
+        loop {
+            if let Some(kind) = event_type(&job, last) {
+                let throttled = kind == "job.progress"
+                    && progress_at.is_some_and(|t| t.elapsed() < PROGRESS_EVERY);
+                if !throttled {
+                    let data = json!({"type": kind, "job": job}).to_string();
+                    let event = warp::sse::Event::default().event(kind).data(data);
+                    if tx.send(event).await.is_err() {
+                        return; // the client went away
+                    }
+                    last = Some((job.status, job.done));
+                    if kind == "job.progress" {
+                        progress_at = Some(std::time::Instant::now());
+                    }
+                }
+            }
+            if job.status.is_finished() {
+                return;
+            }
+            tokio::time::sleep(EVENT_POLL).await;
+            if tx.is_closed() {
+                return;
+            }
+            let (app, owner, id) = (std::sync::Arc::clone(&app), owner.clone(), id.clone());
+            match store::blocking(move || app.jobs.get(Some(&owner), &id)).await {
+                Ok(next) => job = next,
+                // Purged meanwhile, or the store is unavailable: end the stream.
+                Err(_) => return,
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    let mut response =
+        warp::reply::Reply::into_response(warp::sse::reply(warp::sse::keep_alive().stream(stream)));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
