@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::serving::cache::CacheKey;
 use crate::serving::jobs::{Claimed, Progress};
-use crate::serving::models::{Explain, InferenceError};
+use crate::serving::models::{self, Explain, InferenceError, Model};
 use crate::store;
 
 /// How often an idle worker looks for a queued job.
@@ -84,13 +85,16 @@ async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
             return;
         }
         let end = (start + chunk).min(job.total);
-        let rows = claimed.rows[start as usize..end as usize].to_vec();
-        let predictions = match app
-            .models()
-            .predict(Arc::clone(&model), rows, explain)
-            .await
-        {
-            Ok(p) => p,
+        let rows = &claimed.rows[start as usize..end as usize];
+        let results = match chunk_results(app, &model, rows, explain).await {
+            Ok(answers) => answers
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut value)| {
+                    value["index"] = serde_json::json!(start + i as u64);
+                    value.to_string()
+                })
+                .collect::<Vec<String>>(),
             Err(
                 InferenceError::Busy
                 | InferenceError::Timeout(_)
@@ -107,15 +111,6 @@ async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
                 return;
             }
         };
-        let results: Vec<String> = predictions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let mut value = serde_json::to_value(p).expect("predictions serialize");
-                value["index"] = serde_json::json!(start + i as u64);
-                value.to_string()
-            })
-            .collect();
         let committing = Arc::clone(app);
         let (cid, version) = (id.clone(), model.version.clone());
         let progress = store::blocking(move || {
@@ -145,4 +140,71 @@ async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// One chunk's results (prediction, confidence, probabilities, explanation
+/// when asked), in order. Rows the prediction cache holds (as single v2
+/// predictions of the same rows) come from it; the others are computed in
+/// one model call and stored there, so `/api/v2/predict` reads them.
+async fn chunk_results(
+    app: &Arc<App>,
+    model: &Arc<Model>,
+    rows: &[Vec<f64>],
+    explain: Explain,
+) -> Result<Vec<serde_json::Value>, InferenceError> {
+    let variant = match explain {
+        Explain::No => "v2",
+        Explain::Occlusion => "v2-explain",
+    };
+    let ttl = Duration::from_secs(model.cache_ttl_secs);
+    let keys: Vec<CacheKey> = rows
+        .iter()
+        .map(|row| {
+            CacheKey::new(
+                &model.name,
+                &model.answer_id,
+                2,
+                variant,
+                std::slice::from_ref(row),
+            )
+        })
+        .collect();
+    let found =
+        futures_util::future::join_all(keys.iter().map(|key| app.cache.lookup(key, ttl))).await;
+    let missing: Vec<usize> = (0..rows.len()).filter(|&i| found[i].is_none()).collect();
+    let mut computed = Vec::new();
+    if !missing.is_empty() {
+        let inputs: Vec<Vec<f32>> = missing
+            .iter()
+            .map(|&i| rows[i].iter().map(|v| *v as f32).collect())
+            .collect();
+        computed = app
+            .models()
+            .predict(Arc::clone(model), inputs, explain)
+            .await?;
+        let keys = &keys;
+        let stores = missing.iter().zip(&computed).map(|(&i, prediction)| {
+            let answer = models::v2_single_answer(model, prediction);
+            async move { app.cache.store(&keys[i], ttl, &answer).await }
+        });
+        futures_util::future::join_all(stores).await;
+    }
+    let mut computed = computed.into_iter();
+    Ok(found
+        .into_iter()
+        .map(|hit| match hit {
+            Some(answer) => {
+                // The stored single answer, less its envelope.
+                let mut value = answer.value();
+                if let serde_json::Value::Object(fields) = &mut value {
+                    for envelope in ["version", "model", "model_version"] {
+                        fields.remove(envelope);
+                    }
+                }
+                value
+            }
+            None => serde_json::to_value(computed.next().expect("one per miss"))
+                .expect("predictions serialize"),
+        })
+        .collect())
 }

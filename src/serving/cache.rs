@@ -539,6 +539,44 @@ impl Cache {
         }
     }
 
+    /// A stored answer, from this daemon's memory or from Redis (then kept
+    /// in memory too), without computing: for batch work that computes its
+    /// misses together. Counted as a hit or a miss like any lookup.
+    pub async fn lookup(&self, key: &CacheKey, ttl: Duration) -> Option<Answer> {
+        if ttl.is_zero() {
+            return None;
+        }
+        if let Some(stored) = self.local.get(key).await {
+            self.hits_local.fetch_add(1, Ordering::Relaxed);
+            return Some(stored.answer);
+        }
+        if let Some((answer, left)) = self.redis_get(key).await {
+            self.hits_redis.fetch_add(1, Ordering::Relaxed);
+            let stored = Stored {
+                answer: answer.clone(),
+                ttl: left.min(ttl),
+            };
+            self.local.insert(key.clone(), stored).await;
+            return Some(answer);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Stores an answer computed outside `get_or_compute` in both tiers.
+    pub async fn store(&self, key: &CacheKey, ttl: Duration, value: &Value) {
+        if ttl.is_zero() {
+            return;
+        }
+        let answer = Answer::encode(value);
+        let stored = Stored {
+            answer: answer.clone(),
+            ttl,
+        };
+        self.local.insert(key.clone(), stored).await;
+        self.redis_set(key, &answer, ttl).await;
+    }
+
     /// Drops every in-process entry (Redis: `flush_redis`).
     pub fn invalidate_all(&self) {
         self.local.invalidate_all();

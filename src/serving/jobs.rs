@@ -136,7 +136,8 @@ pub enum Submitted {
 #[derive(Debug)]
 pub struct Claimed {
     pub job: Job,
-    pub rows: Vec<Vec<f32>>,
+    /// The rows as sent (the cache keys them by these values).
+    pub rows: Vec<Vec<f64>>,
 }
 
 /// What committing a chunk found.
@@ -428,13 +429,9 @@ impl Jobs {
             .map_err(StoreError::from)?;
             job.status = Status::Running;
             job.started_at = Some(started);
-            let rows: Vec<Vec<f64>> = serde_json::from_str(&instances).unwrap_or_default();
             Ok(Some(Claimed {
                 job,
-                rows: rows
-                    .into_iter()
-                    .map(|r| r.into_iter().map(|v| v as f32).collect())
-                    .collect(),
+                rows: serde_json::from_str(&instances).unwrap_or_default(),
             }))
         })
     }

@@ -544,6 +544,23 @@ impl Model {
     }
 }
 
+/// What `POST /api/v2/predict` answers (and caches) for one input: the
+/// envelope and the prediction's fields. Batch jobs store the same, so a
+/// job's rows fill the entries single predictions read.
+pub fn v2_single_answer(model: &Model, prediction: &Prediction) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "version": "2.0",
+        "model": model.name,
+        "model_version": model.version,
+    });
+    if let (serde_json::Value::Object(body), Ok(serde_json::Value::Object(fields))) =
+        (&mut body, serde_json::to_value(prediction))
+    {
+        body.extend(fields);
+    }
+    body
+}
+
 /// The occlusion baseline: configured, or zeros.
 fn baseline(config: &ModelConfig) -> Vec<f32> {
     config.baseline.as_ref().map_or_else(

@@ -180,6 +180,35 @@ fn a_job_answers_as_v2_predict_does_in_input_order() {
         text.contains("mlapi_job_instances_total{outcome=\"ok\"} 63\n"),
         "{text}"
     );
+
+    // Jobs fill the prediction cache that single v2 predictions read...
+    let single = post(
+        &d,
+        &api_key,
+        "/api/v2/predict",
+        &json!({"features": instances[7], "explain": false}),
+    );
+    assert_eq!(single.header("x-cache"), Some("HIT"), "{}", single.body);
+    assert_eq!(single.json()["probabilities"], results[7]["probabilities"]);
+    // ...and read it: the same rows again run no model at all.
+    let inferences = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with("mlapi_inference_total{model=\"demo\",outcome=\"ok\"}"))
+            .unwrap()
+            .to_string()
+    };
+    let before = inferences(&text);
+    let r = post(
+        &d,
+        &api_key,
+        "/api/v1/jobs",
+        &json!({"instances": instances}),
+    );
+    let again = r.json()["id"].as_str().unwrap().to_string();
+    wait_finished(&d, &api_key, &again, Duration::from_secs(20));
+    let after = get(&d, &metrics_key, "/metrics").body;
+    assert_eq!(inferences(&after), before);
+    assert_eq!(all_results(&d, &api_key, &again), results);
 }
 
 #[test]

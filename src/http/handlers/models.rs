@@ -15,7 +15,7 @@ use crate::core::error::FieldError;
 use crate::http::pipeline::{Call, RequestContext};
 use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
 use crate::serving::cache::{CacheKey, Outcome, Read};
-use crate::serving::models::{Explain, InferenceError, Model, Prediction};
+use crate::serving::models::{self, Explain, InferenceError, Model, Prediction};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -390,21 +390,15 @@ async fn v2(
             Explain::No
         };
         let predictions = run(app, Arc::clone(&model), rows, explain).await?;
-        let mut body = json!({
+        if !batch {
+            return Ok(models::v2_single_answer(&model, &predictions[0]));
+        }
+        Ok(json!({
             "version": "2.0",
             "model": model.name,
             "model_version": model.version,
-        });
-        if batch {
-            body["predictions"] =
-                serde_json::to_value(&predictions).expect("predictions serialize");
-        } else {
-            let single = serde_json::to_value(&predictions[0]).expect("predictions serialize");
-            if let (Value::Object(body), Value::Object(fields)) = (&mut body, single) {
-                body.extend(fields);
-            }
-        }
-        Ok(body)
+            "predictions": predictions,
+        }))
     })
     .await
 }
