@@ -55,6 +55,9 @@ _mlapi() {
             mlapi__subcmd__cache,stats)
                 cmd="mlapi__subcmd__cache__subcmd__stats"
                 ;;
+            mlapi__subcmd__cache,warm)
+                cmd="mlapi__subcmd__cache__subcmd__warm"
+                ;;
             mlapi__subcmd__config,show)
                 cmd="mlapi__subcmd__config__subcmd__show"
                 ;;
@@ -207,7 +210,7 @@ _mlapi() {
             return 0
             ;;
         mlapi__subcmd__cache)
-            opts="-q -h -V --config --db --redis --output --quiet --help --version flush stats"
+            opts="-q -h -V --config --db --redis --output --quiet --help --version flush stats warm"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -277,6 +280,40 @@ _mlapi() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mlapi__subcmd__cache__subcmd__warm)
+            opts="-q -h -V --model --wait --config --db --redis --output --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

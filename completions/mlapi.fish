@@ -201,16 +201,17 @@ complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcomm
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l db -d 'SQLite database file; overrides database.path' -r
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
 json\t''"
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -s h -l help -d 'Print help'
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -s V -l version -d 'Print version'
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -f -a "flush" -d 'Drop cached predictions: in Redis (keys under the prefix only) and in every running daemon, within a second'
-complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats" -f -a "stats" -d 'Entries, hits, misses and hit rate, per running daemon and in Redis'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -f -a "flush" -d 'Drop cached predictions: in Redis (keys under the prefix only) and in every running daemon, within a second'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -f -a "stats" -d 'Entries, hits, misses and hit rate, per running daemon and in Redis'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and not __fish_seen_subcommand_from flush stats warm" -f -a "warm" -d 'Fill the cache for feature rows ahead of traffic: the rows run as a batch job, whose results become the entries `/api/v1/predict` and `/api/v2/predict` (without explanation) read for those rows'
 complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l model -d 'Only this model\'s predictions' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from flush" -l db -d 'SQLite database file; overrides database.path' -r
@@ -229,6 +230,16 @@ json\t''"
 complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
 complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help'
 complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from stats" -s V -l version -d 'Print version'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -l model -d 'The model (default: the default model)' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -l db -d 'SQLite database file; overrides database.path' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -l output -d 'Output for people (table) or scripts (json: one document on stdout)' -r -f -a "table\t''
+json\t''"
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -l wait -d 'Wait until a running daemon has finished the job'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -s q -l quiet -d 'Print only the essential value (or nothing) on success'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -s h -l help -d 'Print help'
+complete -c mlapi -n "__fish_mlapi_using_subcommand cache; and __fish_seen_subcommand_from warm" -s V -l version -d 'Print version'
 complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l config -d 'Config file (default: $MLAPI_CONFIG, /etc/mlapi/mlapi.toml, or the user config dir)' -r -F
 complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l db -d 'SQLite database file; overrides database.path' -r
 complete -c mlapi -n "__fish_mlapi_using_subcommand ratelimit; and not __fish_seen_subcommand_from set-tier tiers show" -l redis -d 'Redis URL (redis://host:port, unix:///path.sock); overrides redis.url' -r

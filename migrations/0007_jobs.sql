@@ -4,7 +4,8 @@
 -- instance's result exist at most once).
 CREATE TABLE jobs (
     id              TEXT PRIMARY KEY,
-    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    -- NULL: an operator's job (`mlapi cache warm`), no user's.
+    user_id         TEXT REFERENCES users(id) ON DELETE CASCADE,
     model           TEXT NOT NULL,
     model_version   TEXT,
     explain         INTEGER NOT NULL,

@@ -11,7 +11,8 @@ use super::output::{self, Output};
 use super::{confirm, CliError};
 use crate::app::App;
 use crate::daemon::control;
-use crate::serving::{cache, models};
+use crate::serving::{cache, jobs, models};
+use crate::store;
 use crate::store::audit::Actor;
 
 #[derive(Debug, Subcommand)]
@@ -28,13 +29,172 @@ pub enum CacheCommand {
     },
     /// Entries, hits, misses and hit rate, per running daemon and in Redis.
     Stats,
+    /// Fill the cache for feature rows ahead of traffic: the rows run as a
+    /// batch job, whose results become the entries `/api/v1/predict` and
+    /// `/api/v2/predict` (without explanation) read for those rows.
+    Warm {
+        /// A JSON array of feature rows, or JSON lines (one row per line).
+        file: std::path::PathBuf,
+        /// The model (default: the default model).
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Wait until a running daemon has finished the job.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 pub async fn run(app: &Arc<App>, command: CacheCommand, out: &Output) -> Result<(), CliError> {
     match command {
         CacheCommand::Flush { model, yes } => flush(app, model, yes, out).await,
         CacheCommand::Stats => stats(app, out).await,
+        CacheCommand::Warm { file, model, wait } => warm(app, &file, model, wait, out).await,
     }
+}
+
+/// Feature rows from a JSON array of arrays, or from JSON lines.
+fn read_rows(file: &std::path::Path) -> Result<Vec<Vec<f64>>, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    if text.trim_start().starts_with("[[") || text.trim() == "[]" {
+        return serde_json::from_str(&text).map_err(|e| {
+            CliError::Usage(format!(
+                "{}: not a JSON array of arrays of numbers: {e}",
+                file.display()
+            ))
+        });
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str::<Vec<f64>>(line).map_err(|e| {
+                CliError::Usage(format!(
+                    "{} line {}: not an array of numbers: {e}",
+                    file.display(),
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+async fn warm(
+    app: &Arc<App>,
+    file: &std::path::Path,
+    model: Option<String>,
+    wait: bool,
+    out: &Output,
+) -> Result<(), CliError> {
+    let rows = read_rows(file)?;
+    if rows.is_empty() {
+        return Err(CliError::Usage(format!("{}: no rows", file.display())));
+    }
+    let max = app.config.jobs.max_instances as usize;
+    if rows.len() > max {
+        return Err(CliError::Usage(format!(
+            "{} rows, more than jobs.max_instances ({max}); split the file",
+            rows.len()
+        )));
+    }
+    // The models as the daemon loads them, so rows are checked as the API checks them.
+    let config = app.config.clone();
+    let registry = store::blocking(move || models::Registry::load(&config))
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let model = match model {
+        Some(name) => registry.get(&name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "no model named {name:?}; models: {}",
+                models::names(&app.config).join(", ")
+            ))
+        })?,
+        None => registry.default_model(),
+    };
+    let mut errors = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        model.check_row(&format!("row {}", i + 1), row, &mut errors);
+    }
+    if !errors.is_empty() {
+        let more = errors.len().saturating_sub(20);
+        let mut listed: Vec<String> = errors
+            .iter()
+            .take(20)
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        if more > 0 {
+            listed.push(format!("… and {more} more"));
+        }
+        return Err(CliError::Usage(format!(
+            "nothing queued; fix these rows: {}",
+            listed.join("; ")
+        )));
+    }
+    let body = serde_json::to_vec(&rows).expect("numbers serialize");
+    let new = jobs::NewJob {
+        user_id: None,
+        model: model.name.clone(),
+        rows,
+        explain: false,
+        idempotency_key: None,
+        body,
+    };
+    let submitting = Arc::clone(app);
+    let job = match store::blocking(move || submitting.jobs.submit(new)).await? {
+        jobs::Submitted::Created(job) | jobs::Submitted::Existing(job) => job,
+    };
+    if !wait {
+        if out.quiet && out.format == output::Format::Table {
+            output::print_line(&job.id);
+            return Ok(());
+        }
+        return out.emit(
+            || {
+                format!(
+                    "Queued job {} ({} rows for model {}); a running daemon fills the cache from it. `mlapi job show {}` follows it.",
+                    job.id, job.total, job.model, job.id
+                )
+            },
+            || &job,
+        );
+    }
+    let started = std::time::Instant::now();
+    let job = loop {
+        let (reading, id) = (Arc::clone(app), job.id.clone());
+        let now = store::blocking(move || reading.jobs.get(None, &id)).await?;
+        if now.status.is_finished() {
+            break now;
+        }
+        if now.status == jobs::Status::Queued
+            && started.elapsed() > std::time::Duration::from_secs(5)
+            && control::ask_all(app.state_dir.clone(), control::Request::CacheStats)
+                .await
+                .is_empty()
+        {
+            return Err(CliError::Failed(format!(
+                "job {} is queued, but no daemon runs on this machine; it runs when one starts",
+                now.id
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    if job.status != jobs::Status::Succeeded {
+        return Err(CliError::Failed(format!(
+            "job {} {}: {}",
+            job.id,
+            job.status.as_str(),
+            job.error.clone().unwrap_or_default()
+        )));
+    }
+    out.emit(
+        || {
+            format!(
+                "Warmed {} rows for model {} (job {}).",
+                job.total, job.model, job.id
+            )
+        },
+        || &job,
+    )
 }
 
 async fn flush(

@@ -185,7 +185,25 @@ async fn chunk_results(
         let keys = &keys;
         let stores = missing.iter().zip(&computed).map(|(&i, prediction)| {
             let answer = models::v2_single_answer(model, prediction);
-            async move { app.cache.store(&keys[i], ttl, &answer).await }
+            // Without explanations, v1's entry for the row too (`cache warm`).
+            let v1 = (explain == Explain::No).then(|| {
+                (
+                    CacheKey::new(
+                        &model.name,
+                        &model.answer_id,
+                        1,
+                        "v1",
+                        std::slice::from_ref(&rows[i]),
+                    ),
+                    models::v1_answer(model, prediction),
+                )
+            });
+            async move {
+                app.cache.store(&keys[i], ttl, &answer).await;
+                if let Some((key, answer)) = v1 {
+                    app.cache.store(&key, ttl, &answer).await;
+                }
+            }
         });
         futures_util::future::join_all(stores).await;
     }

@@ -64,8 +64,9 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: String,
+    /// `None`: an operator's job (`mlapi cache warm`).
     #[serde(skip)]
-    pub user_id: String,
+    pub user_id: Option<String>,
     pub status: Status,
     pub model: String,
     pub model_version: Option<String>,
@@ -116,7 +117,8 @@ fn find(c: &rusqlite::Connection, owner: Option<&str>, id: &str) -> Result<Job> 
 
 /// A job to create: validated rows, for a model that exists.
 pub struct NewJob {
-    pub user_id: String,
+    /// `None`: an operator's job, outside every user's cap and listing.
+    pub user_id: Option<String>,
     pub model: String,
     pub rows: Vec<Vec<f64>>,
     pub explain: bool,
@@ -248,7 +250,7 @@ impl Jobs {
                     |row| row.get(0),
                 )
                 .map_err(StoreError::from)?;
-            if active >= max_active {
+            if new.user_id.is_some() && active >= max_active {
                 return Err(Error::TooMany {
                     detail: format!(
                         "you have {active} queued or running jobs, the most allowed \

@@ -561,6 +561,16 @@ pub fn v2_single_answer(model: &Model, prediction: &Prediction) -> serde_json::V
     body
 }
 
+/// What `POST /api/v1/predict` answers (and caches) for one input.
+pub fn v1_answer(model: &Model, prediction: &Prediction) -> serde_json::Value {
+    serde_json::json!({
+        "version": "1.0",
+        "model": model.name,
+        "model_version": model.version,
+        "prediction": prediction.prediction,
+    })
+}
+
 /// The occlusion baseline: configured, or zeros.
 fn baseline(config: &ModelConfig) -> Vec<f32> {
     config.baseline.as_ref().map_or_else(

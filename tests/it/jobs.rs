@@ -616,3 +616,74 @@ fn server_sent_events_follow_a_job_to_its_end() {
     // A job that does not exist: 404 before any stream.
     assert_eq!(get(&d, &key, "/api/v1/jobs/nope/events").status, 404);
 }
+
+#[test]
+fn cache_warm_fills_the_entries_predictions_read() {
+    let setup = Setup::new(&jobs_config("chunk_size = 2", ""));
+    add_user(&setup, "eve", "user");
+    let key = key(&setup, "eve", "predict:read");
+    let d = setup.start_process();
+    let warm_rows = rows(5);
+    let lines: String = warm_rows
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    let file = setup.dir.path().join("rows.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let out = setup.cli(&["cache", "warm", file.to_str().unwrap(), "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Warmed 5 rows for model demo"),
+        "{}",
+        stdout(&out)
+    );
+    let v1 = post(
+        &d,
+        &key,
+        "/api/v1/predict",
+        &json!({"features": warm_rows[3]}),
+    );
+    assert_eq!(v1.header("x-cache"), Some("HIT"), "{}", v1.body);
+    let v2 = post(
+        &d,
+        &key,
+        "/api/v2/predict",
+        &json!({"features": warm_rows[4], "explain": false}),
+    );
+    assert_eq!(v2.header("x-cache"), Some("HIT"), "{}", v2.body);
+    // An operator's job is no user's.
+    assert_eq!(
+        query_i64(
+            &setup.db(),
+            "SELECT count(*) FROM jobs WHERE user_id IS NULL"
+        ),
+        1
+    );
+
+    // A JSON array works too; bad input is refused before anything is queued.
+    let array = setup.dir.path().join("rows.json");
+    std::fs::write(&array, serde_json::to_string(&rows(2)).unwrap()).unwrap();
+    let out = setup.cli(&["--output", "json", "cache", "warm", array.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let queued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(queued["total"], 2);
+    std::fs::write(&array, "[[1, 2, 3], [1, 2, 3, 4, 5]]").unwrap();
+    let path = array.to_str().unwrap();
+    let out = setup.cli(&["cache", "warm", path]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("row 1"), "{}", stderr(&out));
+    assert_eq!(
+        setup
+            .cli(&["cache", "warm", path, "--model", "nope"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        setup.cli(&["cache", "warm", "/no/such/file"]).status.code(),
+        Some(2)
+    );
+    std::fs::write(&array, "[1, 2").unwrap();
+    assert_eq!(setup.cli(&["cache", "warm", path]).status.code(), Some(2));
+    assert_eq!(query_i64(&setup.db(), "SELECT count(*) FROM jobs"), 2);
+}

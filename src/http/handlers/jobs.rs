@@ -78,7 +78,7 @@ pub async fn submit(mut call: Call) -> Result<Response, ApiError> {
     // What tells a retry from another request with the same key.
     let body = format!("{}\n{explain}\n{}", model.name, req.instances.get()).into_bytes();
     let new = NewJob {
-        user_id: call.caller().user.id.clone(),
+        user_id: Some(call.caller().user.id.clone()),
         model: model.name.clone(),
         rows,
         explain,

@@ -296,12 +296,7 @@ async fn v1(
         let prediction = run(app, Arc::clone(&model), vec![row], Explain::No)
             .await?
             .remove(0);
-        Ok(json!({
-            "version": "1.0",
-            "model": model.name,
-            "model_version": model.version,
-            "prediction": prediction.prediction,
-        }))
+        Ok(models::v1_answer(&model, &prediction))
     })
     .await
 }
