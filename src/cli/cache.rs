@@ -56,13 +56,9 @@ pub async fn run(app: &Arc<App>, command: CacheCommand, out: &Output) -> Result<
 fn read_rows(file: &std::path::Path) -> Result<Vec<Vec<f64>>, CliError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-    if text.trim_start().starts_with("[[") || text.trim() == "[]" {
-        return serde_json::from_str(&text).map_err(|e| {
-            CliError::Usage(format!(
-                "{}: not a JSON array of arrays of numbers: {e}",
-                file.display()
-            ))
-        });
+    // A whole JSON array (pretty-printed or not), else JSON lines.
+    if let Ok(rows) = serde_json::from_str::<Vec<Vec<f64>>>(&text) {
+        return Ok(rows);
     }
     text.lines()
         .enumerate()

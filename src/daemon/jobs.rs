@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::app::App;
 use crate::serving::cache::CacheKey;
@@ -23,14 +23,14 @@ const BACKOFF: Duration = Duration::from_millis(200);
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
 /// One worker, until `stop`.
-pub(super) async fn work(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn work(app: Arc<App>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
         }
         let claiming = Arc::clone(&app);
         match store::blocking(move || claiming.jobs.claim()).await {
-            Ok(Some(claimed)) => run(&app, claimed, &stop).await,
+            Ok(Some(claimed)) => run(&app, claimed, &slots, &stop).await,
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not claim a job; will retry"),
         }
@@ -58,15 +58,58 @@ pub(super) async fn expire(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
-    let job = claimed.job;
+/// Keeps a claim's lease alive while its chunks are computed, until dropped.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Renewal {
+    fn start(app: &Arc<App>, id: &str, lease: &str) -> Renewal {
+        let (app, id, lease) = (Arc::clone(app), id.to_string(), lease.to_string());
+        let every = Duration::from_millis(app.jobs.config().lease_secs * 1000 / 3);
+        Renewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let (renewing, id, lease) = (Arc::clone(&app), id.clone(), lease.clone());
+                match store::blocking(move || renewing.jobs.renew(&id, &lease)).await {
+                    Ok(true) => {}
+                    // Taken over, cancelled or finished: the next commit tells the worker.
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew a job's lease; will retry")
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Consecutive timeouts of a one-row chunk after which a job fails.
+const MAX_TIMEOUTS: u32 = 3;
+/// The longest a worker waits between tries while the pool or upstream is busy.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::Receiver<bool>) {
+    let Claimed { job, rows, lease } = claimed;
     let id = job.id.clone();
     tracing::info!(job = %id, model = %job.model, total = job.total, done = job.done, "job claimed");
+    let fail = |message: String, lost: u64| {
+        let (failing, id, lease) = (Arc::clone(app), id.clone(), lease.clone());
+        async move {
+            tracing::warn!(job = %id, error = %message, "job failed");
+            let _ = store::blocking(move || failing.jobs.fail(&id, &lease, &message, lost)).await;
+        }
+    };
     let Some(model) = app.models().get(&job.model) else {
-        let failing = Arc::clone(app);
-        let message = format!("model {:?} is no longer served", job.model);
-        let lost = job.total - job.done;
-        let _ = store::blocking(move || failing.jobs.fail(&id, &message, lost)).await;
+        fail(
+            format!("model {:?} is no longer served", job.model),
+            job.total - job.done,
+        )
+        .await;
         return;
     };
     let explain = if job.explain {
@@ -74,19 +117,27 @@ async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
     } else {
         Explain::No
     };
-    let chunk = app.jobs.config().chunk_size as u64;
+    let _renewal = Renewal::start(app, &id, &lease);
+    let mut chunk = u64::from(app.jobs.config().chunk_size);
     let mut start = job.done;
+    let mut backoff = BACKOFF;
+    let mut timeouts = 0;
     while start < job.total {
         if *stop.borrow() {
-            let releasing = Arc::clone(app);
-            let id = id.clone();
-            let _ = store::blocking(move || releasing.jobs.release(&id)).await;
+            let (releasing, id, lease) = (Arc::clone(app), id.clone(), lease.clone());
+            let _ = store::blocking(move || releasing.jobs.release(&id, &lease)).await;
             tracing::info!(job = %job.id, done = start, "job given back at shutdown");
             return;
         }
         let end = (start + chunk).min(job.total);
-        let rows = &claimed.rows[start as usize..end as usize];
-        let results = match chunk_results(app, &model, rows, explain).await {
+        let computed = {
+            // Jobs never hold every inference slot: live requests keep one.
+            let Ok(_slot) = slots.acquire().await else {
+                return;
+            };
+            chunk_results(app, &model, &rows[start as usize..end as usize], explain).await
+        };
+        let results = match computed {
             Ok(answers) => answers
                 .into_iter()
                 .enumerate()
@@ -96,27 +147,47 @@ async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
                 })
                 .collect::<Vec<String>>(),
             Err(
-                InferenceError::Busy
+                e @ (InferenceError::Busy
                 | InferenceError::Timeout(_)
-                | InferenceError::Unavailable { .. },
+                | InferenceError::Unavailable { .. }),
             ) => {
-                // Live traffic has the pool, or the upstream is out: later.
-                tokio::time::sleep(BACKOFF).await;
+                if matches!(e, InferenceError::Timeout(_)) {
+                    // Too heavy for the timeout: smaller chunks, then give up.
+                    if chunk == 1 {
+                        timeouts += 1;
+                        if timeouts >= MAX_TIMEOUTS {
+                            fail(format!("one instance does not finish within the inference timeout: {e}"), job.total - start).await;
+                            return;
+                        }
+                    }
+                    chunk = (chunk / 2).max(1);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let checking = Arc::clone(app);
+                let cid = id.clone();
+                if store::blocking(move || checking.jobs.cancelled(&cid))
+                    .await
+                    .unwrap_or(false)
+                {
+                    tracing::info!(job = %id, done = start, "job cancelled");
+                    return;
+                }
                 continue;
             }
             Err(e) => {
-                let failing = Arc::clone(app);
-                let (id, message, lost) = (id.clone(), e.to_string(), job.total - start);
-                let _ = store::blocking(move || failing.jobs.fail(&id, &message, lost)).await;
+                fail(e.to_string(), job.total - start).await;
                 return;
             }
         };
+        backoff = BACKOFF;
+        timeouts = 0;
         let committing = Arc::clone(app);
-        let (cid, version) = (id.clone(), model.version.clone());
+        let (cid, clease, version) = (id.clone(), lease.clone(), model.version.clone());
         let progress = store::blocking(move || {
             committing
                 .jobs
-                .commit_chunk(&cid, start, &version, &results)
+                .commit_chunk(&cid, &clease, start, &version, &results)
         })
         .await;
         match progress {
@@ -130,11 +201,11 @@ async fn run(app: &Arc<App>, claimed: Claimed, stop: &watch::Receiver<bool>) {
                 return;
             }
             Ok(Progress::LostLease) => {
-                tracing::warn!(job = %id, "job taken over by another daemon (lease lapsed)");
+                tracing::warn!(job = %id, "job taken over by another worker (its lease lapsed)");
                 return;
             }
             Err(e) => {
-                // The lease lapses and a daemon resumes from the last commit.
+                // The lease lapses and a worker resumes from the last commit.
                 tracing::warn!(job = %id, error = %e, "could not commit a chunk");
                 return;
             }
@@ -169,8 +240,21 @@ async fn chunk_results(
             )
         })
         .collect();
-    let found =
-        futures_util::future::join_all(keys.iter().map(|key| app.cache.lookup(key, ttl))).await;
+    // A stored answer is used only if it is an object with a prediction.
+    let found: Vec<Option<serde_json::Value>> =
+        futures_util::future::join_all(keys.iter().map(|key| app.cache.lookup(key, ttl)))
+            .await
+            .into_iter()
+            .map(|hit| {
+                let mut value = hit?.value();
+                let fields = value.as_object_mut()?;
+                fields.get("prediction")?;
+                for envelope in ["version", "model", "model_version", "cached"] {
+                    fields.remove(envelope);
+                }
+                Some(value)
+            })
+            .collect();
     let missing: Vec<usize> = (0..rows.len()).filter(|&i| found[i].is_none()).collect();
     let mut computed = Vec::new();
     if !missing.is_empty() {
@@ -207,22 +291,23 @@ async fn chunk_results(
         });
         futures_util::future::join_all(stores).await;
     }
+    if computed.len() != missing.len() {
+        return Err(InferenceError::Failed(format!(
+            "{} predictions for {} rows",
+            computed.len(),
+            missing.len()
+        )));
+    }
     let mut computed = computed.into_iter();
     Ok(found
         .into_iter()
-        .map(|hit| match hit {
-            Some(answer) => {
-                // The stored single answer, less its envelope.
-                let mut value = answer.value();
-                if let serde_json::Value::Object(fields) = &mut value {
-                    for envelope in ["version", "model", "model_version"] {
-                        fields.remove(envelope);
-                    }
-                }
-                value
-            }
-            None => serde_json::to_value(computed.next().expect("one per miss"))
-                .expect("predictions serialize"),
+        .map(|hit| {
+            hit.unwrap_or_else(|| {
+                let prediction = computed
+                    .next()
+                    .unwrap_or_else(|| unreachable!("counted above"));
+                serde_json::to_value(prediction).unwrap_or_default()
+            })
         })
         .collect())
 }

@@ -47,8 +47,16 @@ pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>)
             }
         }
     }));
+    // Jobs share the inference pool but never all of it.
+    let job_slots = Arc::new(tokio::sync::Semaphore::new(
+        app.config.inference.max_concurrent.saturating_sub(1).max(1) as usize,
+    ));
     for _ in 0..app.config.jobs.workers {
-        set.spawn(super::jobs::work(Arc::clone(app), stop.clone()));
+        set.spawn(super::jobs::work(
+            Arc::clone(app),
+            Arc::clone(&job_slots),
+            stop.clone(),
+        ));
     }
     set.spawn(super::jobs::expire(Arc::clone(app), stop.clone()));
     let (app, path) = (Arc::clone(app), control.to_path_buf());

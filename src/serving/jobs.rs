@@ -138,8 +138,12 @@ pub enum Submitted {
 #[derive(Debug)]
 pub struct Claimed {
     pub job: Job,
-    /// The rows as sent (the cache keys them by these values).
+    /// The rows as sent (the cache keys them by these values); `total` of them.
     pub rows: Vec<Vec<f64>>,
+    /// This claim's name in `lease_owner`: the process and a token of its
+    /// own, so a worker whose lease lapsed cannot act for the one that
+    /// claimed the job after it, even in the same process.
+    pub lease: String,
 }
 
 /// What committing a chunk found.
@@ -338,19 +342,24 @@ impl Jobs {
                      ORDER BY idx LIMIT ?3",
                 )
                 .map_err(StoreError::from)?;
-            let results: Vec<Box<serde_json::value::RawValue>> = stmt
+            let texts = stmt
                 .query_map(params![id, offset as i64, limit], |row| {
                     row.get::<_, String>(0)
                 })
                 .map_err(StoreError::from)?
-                .filter_map(|r| r.ok())
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(StoreError::from)?;
+            let results: Vec<Box<serde_json::value::RawValue>> = texts
+                .into_iter()
                 .filter_map(|text| serde_json::value::RawValue::from_string(text).ok())
                 .collect();
             let next = offset + results.len() as u64;
+            // More may come while the job runs; a finished job has what it has.
+            let more = next < job.total && !(job.status.is_finished() && next >= job.done);
             Ok(Page {
                 id: job.id.clone(),
                 status: job.status,
-                next_offset: (next < job.total).then_some(next),
+                next_offset: more.then_some(next),
                 results,
             })
         })
@@ -402,39 +411,110 @@ impl Jobs {
     }
 
     /// Takes the oldest queued job, or a running one whose lease lapsed
-    /// (its daemon died), for this process: `lease_secs` from now.
+    /// (its daemon died or stalled), with a lease of `lease_secs`.
     pub fn claim(&self) -> Result<Option<Claimed>> {
         let now = now_ms();
+        // A read first: idle workers do not take the write lock.
+        let candidate: Option<String> = self.store.read(|c| {
+            Ok::<_, Error>(
+                c.query_row(
+                    "SELECT id FROM jobs WHERE status = 'queued' \
+                     OR (status = 'running' AND lease_until_ms < ?1) \
+                     ORDER BY created_at, rowid LIMIT 1",
+                    params![now],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(StoreError::from)?,
+            )
+        })?;
+        let Some(id) = candidate else {
+            return Ok(None);
+        };
+        let lease = format!(
+            "{}-{}",
+            self.owner,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let until = now + (self.config.lease_secs * 1000) as i64;
-        self.store.write(|tx| {
+        let claimed = self.store.write(|tx| -> Result<Option<(Job, String)>> {
+            // Still claimable: another worker may have taken it meanwhile.
             let found: Option<(Job, String)> = tx
                 .query_row(
                     &format!(
-                        "SELECT {COLUMNS}, instances FROM jobs WHERE status = 'queued' \
-                         OR (status = 'running' AND lease_until_ms < ?1) \
-                         ORDER BY created_at, rowid LIMIT 1"
+                        "SELECT {COLUMNS}, instances FROM jobs WHERE id = ?1 AND (status = 'queued' \
+                         OR (status = 'running' AND lease_until_ms < ?2))"
                     ),
-                    params![now],
+                    params![id, now],
                     |row| Ok((job_from_row(row)?, row.get(12)?)),
                 )
                 .optional()
                 .map_err(StoreError::from)?;
-            let Some((mut job, instances)) = found else {
+            let Some((job, instances)) = found else {
                 return Ok(None);
             };
             let started = job.started_at.unwrap_or_else(time::now);
             tx.execute(
                 "UPDATE jobs SET status = 'running', lease_owner = ?2, lease_until_ms = ?3, \
                  started_at = ?4 WHERE id = ?1",
-                params![job.id, self.owner, until, started],
+                params![job.id, lease, until, started],
             )
             .map_err(StoreError::from)?;
-            job.status = Status::Running;
-            job.started_at = Some(started);
-            Ok(Some(Claimed {
-                job,
-                rows: serde_json::from_str(&instances).unwrap_or_default(),
-            }))
+            Ok(Some((
+                Job {
+                    status: Status::Running,
+                    started_at: Some(started),
+                    ..job
+                },
+                instances,
+            )))
+        })?;
+        let Some((job, instances)) = claimed else {
+            return Ok(None);
+        };
+        // Parsed outside the write lock. Rows that do not match the job
+        // (they always should) end it rather than any worker that takes it.
+        let rows: Vec<Vec<f64>> = serde_json::from_str(&instances).unwrap_or_default();
+        if rows.len() as u64 != job.total || job.done > job.total {
+            self.fail(
+                &job.id,
+                &lease,
+                "the job's stored rows are unreadable",
+                job.total - job.done.min(job.total),
+            )?;
+            return Ok(None);
+        }
+        Ok(Some(Claimed { job, rows, lease }))
+    }
+
+    /// Extends a claim's lease while a chunk is computed; `false` when the
+    /// claim is no longer this one's (taken over, cancelled, finished).
+    pub fn renew(&self, id: &str, lease: &str) -> Result<bool> {
+        let until = now_ms() + (self.config.lease_secs * 1000) as i64;
+        self.store.write(|tx| -> Result<bool> {
+            Ok(tx
+                .execute(
+                    "UPDATE jobs SET lease_until_ms = ?3 WHERE id = ?1 AND lease_owner = ?2 \
+                     AND status = 'running'",
+                    params![id, lease, until],
+                )
+                .map_err(StoreError::from)?
+                == 1)
+        })
+    }
+
+    /// Whether the job was cancelled (or deleted) meanwhile.
+    pub fn cancelled(&self, id: &str) -> Result<bool> {
+        self.store.read(|c| {
+            let status: Option<String> = c
+                .query_row(
+                    "SELECT status FROM jobs WHERE id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(StoreError::from)?;
+            Ok(status.is_none_or(|s| s == "cancelled"))
         })
     }
 
@@ -444,6 +524,7 @@ impl Jobs {
     pub fn commit_chunk(
         &self,
         id: &str,
+        lease: &str,
         start: u64,
         model_version: &str,
         results: &[String],
@@ -465,7 +546,7 @@ impl Jobs {
                 return Ok(Progress::Cancelled);
             }
             let (done, total) = (done as u64, total as u64);
-            if status != "running" || owner.as_deref() != Some(&self.owner) || done != start {
+            if status != "running" || owner.as_deref() != Some(lease) || done != start {
                 return Ok(Progress::LostLease);
             }
             let mut insert = tx
@@ -501,7 +582,7 @@ impl Jobs {
     }
 
     /// Ends a job this process holds as failed (its model is gone, say).
-    pub fn fail(&self, id: &str, error: &str, lost_instances: u64) -> Result<()> {
+    pub fn fail(&self, id: &str, lease: &str, error: &str, lost_instances: u64) -> Result<()> {
         self.instances_failed
             .fetch_add(lost_instances, Ordering::Relaxed);
         self.store.write(|tx| -> Result<()> {
@@ -509,7 +590,7 @@ impl Jobs {
                 "UPDATE jobs SET status = 'failed', error = ?3, finished_at = ?4, \
                  lease_owner = NULL, lease_until_ms = NULL \
                  WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
-                params![id, self.owner, error, time::now()],
+                params![id, lease, error, time::now()],
             )
             .map_err(StoreError::from)?;
             Ok(())
@@ -517,12 +598,12 @@ impl Jobs {
     }
 
     /// Gives a job back (graceful shutdown): any daemon may claim it at once.
-    pub fn release(&self, id: &str) -> Result<()> {
+    pub fn release(&self, id: &str, lease: &str) -> Result<()> {
         self.store.write(|tx| -> Result<()> {
             tx.execute(
                 "UPDATE jobs SET lease_until_ms = 0 WHERE id = ?1 AND status = 'running' \
                  AND lease_owner = ?2",
-                params![id, self.owner],
+                params![id, lease],
             )
             .map_err(StoreError::from)?;
             Ok(())

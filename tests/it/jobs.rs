@@ -396,10 +396,19 @@ fn a_job_survives_a_sigkilled_daemon() {
         "the job must still be running when killed"
     );
 
+    add_user(&setup, "root", "admin");
+    let metrics_key = crate::oip::key(&setup, "root", "metrics:read");
     let second = setup.start_process();
     let job = wait_finished(&second, &key, &id, Duration::from_secs(30));
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_exactly_once(&setup, &id, total);
+    // Resumed, not redone: the second daemon computed only what was left.
+    let computed = format!(
+        "mlapi_job_instances_total{{outcome=\"ok\"}} {}\n",
+        total as i64 - done_at_kill
+    );
+    let text = get(&second, &metrics_key, "/metrics").body;
+    assert!(text.contains(&computed), "{computed} not in {text}");
     let results = all_results(&second, &key, &id);
     let want = post(
         &second,
@@ -686,4 +695,45 @@ fn cache_warm_fills_the_entries_predictions_read() {
     std::fs::write(&array, "[1, 2").unwrap();
     assert_eq!(setup.cli(&["cache", "warm", path]).status.code(), Some(2));
     assert_eq!(query_i64(&setup.db(), "SELECT count(*) FROM jobs"), 2);
+}
+
+#[test]
+fn a_stalled_worker_loses_its_lease_and_writes_nothing() {
+    let (setup, key, total) = slow_setup(60);
+    let daemons = [setup.start_process(), setup.start_process()];
+    let id = post(
+        &daemons[0],
+        &key,
+        "/api/v1/jobs",
+        &json!({"instances": rows(total)}),
+    )
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let owner_sql = format!("SELECT coalesce(CAST(substr(lease_owner, 5, instr(substr(lease_owner, 5), '-') - 1) AS INTEGER), 0) FROM jobs WHERE id = '{id}'");
+    let done_sql = format!("SELECT done FROM jobs WHERE id = '{id}'");
+    eventually(Duration::from_secs(20), || {
+        query_i64(&setup.db(), &done_sql) >= 100
+    });
+    let running_on = query_i64(&setup.db(), &owner_sql) as u32;
+    let stalled = daemons
+        .iter()
+        .find(|d| d.pid() == running_on)
+        .expect("one of ours runs it");
+    let other = daemons.iter().find(|d| d.pid() != running_on).unwrap();
+    // Stopped past its lease (1 s): the other daemon takes the job over.
+    stalled.signal("STOP");
+    eventually(Duration::from_secs(20), || {
+        query_i64(&setup.db(), &owner_sql) == i64::from(other.pid())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stalled.signal("CONT");
+    let job = wait_finished(other, &key, &id, Duration::from_secs(30));
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_exactly_once(&setup, &id, total);
+    // Its chunk in hand was refused at commit, not written.
+    eventually(Duration::from_secs(10), || {
+        stalled.logs().contains("taken over by another worker")
+    });
 }
