@@ -62,6 +62,8 @@ pub struct App {
     /// touching the lock (most deployments have no CORS origins at all).
     cors_on: AtomicBool,
     pub started: Instant,
+    /// True once the daemon drains: long-lived answers (event streams) end.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a process opens the state for: it decides whether models load and
@@ -169,7 +171,18 @@ impl App {
             flushes,
             jobs,
             started: Instant::now(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Turns true when the daemon starts draining.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// The daemon drains from now on (`daemon::run`).
+    pub fn begin_stopping(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The model registry. Only the daemon loads models.

@@ -163,14 +163,23 @@ async fn warm(
         }
         if now.status == jobs::Status::Queued
             && started.elapsed() > std::time::Duration::from_secs(5)
-            && control::ask_all(app.state_dir.clone(), control::Request::CacheStats)
+        {
+            let why = if app.config.jobs.workers == 0 {
+                Some("this configuration runs no job workers (jobs.workers = 0)")
+            } else if control::ask_all(app.state_dir.clone(), control::Request::CacheStats)
                 .await
                 .is_empty()
-        {
-            return Err(CliError::Failed(format!(
-                "job {} is queued, but no daemon runs on this machine; it runs when one starts",
-                now.id
-            )));
+            {
+                Some("no daemon runs on this machine")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(CliError::Failed(format!(
+                    "job {} is queued, but {why}; it runs when a daemon with workers takes it",
+                    now.id
+                )));
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };

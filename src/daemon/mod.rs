@@ -171,6 +171,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    app.begin_stopping();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 
     let drain = Duration::from_secs(app.config.server.drain_secs);

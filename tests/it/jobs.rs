@@ -737,3 +737,32 @@ fn a_stalled_worker_loses_its_lease_and_writes_nothing() {
         stalled.logs().contains("taken over by another worker")
     });
 }
+
+#[test]
+fn a_draining_daemon_ends_its_event_streams() {
+    // No workers: the job stays queued, so only shutdown can end its stream.
+    let setup = Setup::new(&jobs_config("workers = 0", "[server]\ndrain_secs = 20\n"));
+    add_user(&setup, "fay", "user");
+    let key = key(&setup, "fay", "jobs:read jobs:write");
+    let mut d = setup.start_process();
+    let id = post(&d, &key, "/api/v1/jobs", &json!({"instances": rows(1)})).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stream = {
+        let (url, key) = (d.url(&format!("/api/v1/jobs/{id}/events")), key.clone());
+        std::thread::spawn(move || send(ureq::get(&url).set("X-API-Key", &key)))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    d.signal("TERM");
+    let r = stream.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("event:job.queued"), "{}", r.body);
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained in {:?}, not at drain_secs",
+        started.elapsed()
+    );
+}

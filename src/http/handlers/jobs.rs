@@ -233,6 +233,7 @@ pub async fn events(call: Call) -> Result<Response, ApiError> {
         store::blocking(move || app.jobs.get(Some(&owner), &id)).await?
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(16);
+    let mut stopping = app.stopping();
     tokio::spawn(async move {
         let mut job = first;
         let mut last: Option<(Status, u64)> = None;
@@ -256,7 +257,11 @@ pub async fn events(call: Call) -> Result<Response, ApiError> {
             if job.status.is_finished() {
                 return;
             }
-            tokio::time::sleep(EVENT_POLL).await;
+            // A draining daemon ends its streams (clients reconnect elsewhere).
+            tokio::select! {
+                () = tokio::time::sleep(EVENT_POLL) => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
             if tx.is_closed() {
                 return;
             }
