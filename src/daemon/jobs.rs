@@ -30,12 +30,17 @@ pub(super) async fn work(app: Arc<App>, slots: Arc<Semaphore>, mut stop: watch::
         }
         let claiming = Arc::clone(&app);
         match store::blocking(move || claiming.jobs.claim()).await {
-            Ok(Some(claimed)) => run(&app, claimed, &slots, &stop).await,
+            // The next queued job, at once.
+            Ok(Some(claimed)) => {
+                run(&app, claimed, &slots, &stop).await;
+                continue;
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not claim a job; will retry"),
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
+            () = app.jobs.submitted() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

@@ -177,6 +177,9 @@ pub struct Jobs {
     /// Instances computed by this process, by outcome (for `/metrics`).
     instances_ok: AtomicU64,
     instances_failed: AtomicU64,
+    /// Wakes this process's idle workers when it accepts a job (other
+    /// daemons' workers find it at their next poll).
+    submitted: tokio::sync::Notify,
 }
 
 /// How long an `Idempotency-Key` names its job.
@@ -200,6 +203,7 @@ impl Jobs {
             ),
             instances_ok: AtomicU64::new(0),
             instances_failed: AtomicU64::new(0),
+            submitted: tokio::sync::Notify::new(),
         }
     }
 
@@ -212,8 +216,21 @@ impl Jobs {
         &self.owner
     }
 
+    /// Resolves when this process accepts a job.
+    pub async fn submitted(&self) {
+        self.submitted.notified().await;
+    }
+
     /// Creates the job (blocking): the rows are committed when this returns.
     pub fn submit(&self, new: NewJob) -> Result<Submitted> {
+        let submitted = self.insert(new)?;
+        if matches!(submitted, Submitted::Created(_)) {
+            self.submitted.notify_waiters();
+        }
+        Ok(submitted)
+    }
+
+    fn insert(&self, new: NewJob) -> Result<Submitted> {
         let digest = format!("{:x}", Sha256::digest(&new.body));
         let instances = serde_json::to_string(&new.rows).expect("numbers serialize");
         let now = time::now();
