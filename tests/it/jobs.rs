@@ -348,6 +348,11 @@ fn slow_setup(chunks: usize) -> (Setup, String, usize) {
     (setup, key, chunks * 20)
 }
 
+/// The pid of the daemon holding the job's lease (`pid-<pid>-…`), 0 for none.
+fn lease_holder_sql(id: &str) -> String {
+    format!("SELECT coalesce(CAST(substr(lease_owner, 5, instr(substr(lease_owner, 5), '-') - 1) AS INTEGER), 0) FROM jobs WHERE id = '{id}'")
+}
+
 /// The job's results in the database: each index exactly once, 0..total.
 fn assert_exactly_once(setup: &Setup, id: &str, total: usize) {
     let q = |sql: &str| query_i64(&setup.db(), &sql.replace("ID", id));
@@ -436,7 +441,7 @@ fn with_two_daemons_on_one_database_the_survivor_finishes_the_job() {
         &json!({"instances": rows(total)}),
     );
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let owner_sql = format!("SELECT coalesce(CAST(substr(lease_owner, 5, instr(substr(lease_owner, 5), '-') - 1) AS INTEGER), 0) FROM jobs WHERE id = '{id}'");
+    let owner_sql = lease_holder_sql(&id);
     eventually(Duration::from_secs(20), || {
         query_i64(&setup.db(), &owner_sql) != 0
     });
@@ -711,7 +716,7 @@ fn a_stalled_worker_loses_its_lease_and_writes_nothing() {
         .as_str()
         .unwrap()
         .to_string();
-    let owner_sql = format!("SELECT coalesce(CAST(substr(lease_owner, 5, instr(substr(lease_owner, 5), '-') - 1) AS INTEGER), 0) FROM jobs WHERE id = '{id}'");
+    let owner_sql = lease_holder_sql(&id);
     let done_sql = format!("SELECT done FROM jobs WHERE id = '{id}'");
     eventually(Duration::from_secs(20), || {
         query_i64(&setup.db(), &done_sql) >= 100

@@ -100,12 +100,18 @@ pub async fn submit(mut call: Call) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-pub async fn show(call: Call) -> Result<Response, ApiError> {
-    let (app, owner, id) = (
+/// What a `/api/v1/jobs/{id}…` route works on, owned for the blocking pool:
+/// the app, the caller's user id (a job is only its owner's) and the id.
+fn target(call: &Call) -> (std::sync::Arc<crate::app::App>, String, String) {
+    (
         std::sync::Arc::clone(call.app()),
         call.caller().user.id.clone(),
         call.param(0).to_string(),
-    );
+    )
+}
+
+pub async fn show(call: Call) -> Result<Response, ApiError> {
+    let (app, owner, id) = target(&call);
     let job = store::blocking(move || app.jobs.get(Some(&owner), &id)).await?;
     Ok(json_response(StatusCode::OK, JSON, &job))
 }
@@ -125,11 +131,7 @@ const MAX_PAGE: u32 = 1000;
 pub async fn results(call: Call) -> Result<Response, ApiError> {
     let q: PageQuery = call.query()?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let (app, owner, id) = (
-        std::sync::Arc::clone(call.app()),
-        call.caller().user.id.clone(),
-        call.param(0).to_string(),
-    );
+    let (app, owner, id) = target(&call);
     let page = store::blocking(move || {
         app.jobs
             .results(Some(&owner), &id, u64::from(q.offset.unwrap_or(0)), limit)
@@ -189,11 +191,7 @@ pub async fn list(call: Call) -> Result<Response, ApiError> {
 }
 
 pub async fn cancel(call: Call) -> Result<Response, ApiError> {
-    let (app, owner, id) = (
-        std::sync::Arc::clone(call.app()),
-        call.caller().user.id.clone(),
-        call.param(0).to_string(),
-    );
+    let (app, owner, id) = target(&call);
     let job = store::blocking(move || app.jobs.cancel(Some(&owner), &id)).await?;
     Ok(json_response(StatusCode::OK, JSON, &job))
 }
@@ -222,11 +220,7 @@ fn event_type(
 
 /// `text/event-stream` of one job's events, ending after its terminal one.
 pub async fn events(call: Call) -> Result<Response, ApiError> {
-    let (app, owner, id) = (
-        std::sync::Arc::clone(call.app()),
-        call.caller().user.id.clone(),
-        call.param(0).to_string(),
-    );
+    let (app, owner, id) = target(&call);
     // 404 before the stream starts.
     let first = {
         let (app, owner, id) = (std::sync::Arc::clone(&app), owner.clone(), id.clone());
