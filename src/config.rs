@@ -39,6 +39,7 @@ pub struct Config {
     pub inference: InferenceConfig,
     /// With none, the bundled demo model serves as `demo`.
     pub jobs: JobsConfig,
+    pub websocket: WebSocketConfig,
     pub models: Vec<ModelConfig>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
@@ -59,6 +60,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             inference: InferenceConfig::default(),
             jobs: JobsConfig::default(),
+            websocket: WebSocketConfig::default(),
             models: Vec::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
@@ -232,6 +234,25 @@ impl Default for JobsConfig {
             chunk_size: 100,
             lease_secs: 30,
             retention_secs: 7 * 86_400,
+        }
+    }
+}
+
+/// `[websocket]`: live job events over `GET /api/v1/ws`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Open sockets per daemon; an upgrade past it → 503.
+    pub max_connections: u32,
+    /// The server pings this often; a client silent for two periods is closed.
+    pub ping_secs: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            ping_secs: 30,
         }
     }
 }
@@ -1078,7 +1099,7 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
         ));
     }
     let jobs = &c.jobs;
-    let ranges: [(&'static str, u64, u64, u64); 6] = [
+    let ranges: [(&'static str, u64, u64, u64); 8] = [
         ("jobs.workers", u64::from(jobs.workers), 0, 64),
         (
             "jobs.max_instances",
@@ -1100,6 +1121,13 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             60,
             10 * 365 * 86_400,
         ),
+        (
+            "websocket.max_connections",
+            u64::from(c.websocket.max_connections),
+            1,
+            1_000_000,
+        ),
+        ("websocket.ping_secs", c.websocket.ping_secs, 1, 3600),
     ];
     for (key, value, lo, hi) in ranges {
         if !(lo..=hi).contains(&value) {

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -130,7 +129,9 @@ pub async fn run(
         );
     }
     let head_timeout = Duration::from_secs(app.config.server.head_timeout_secs);
-    let graceful = GracefulShutdown::new();
+    // Turns true when the daemon drains: each connection finishes its
+    // request in flight, then closes (hyper's graceful shutdown).
+    let (draining, drain_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -163,10 +164,19 @@ pub async fn run(
             // write of head and body: answers here are small.
             .writev(false)
             .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(guarded), service);
-        let connection = graceful.watch(connection);
+            .serve_connection(TokioIo::new(guarded), service)
+            // WebSockets (`GET /api/v1/ws`) take the connection over.
+            .with_upgrades();
+        let mut drain_signal = drain_signal.clone();
         connections.spawn(async move {
-            // Resets and slow-loris closes end here; nothing to tell.
+            let mut connection = std::pin::pin!(connection);
+            // Resets and slow-loris closes end here; nothing to tell. An
+            // upgraded connection ends here too: its socket runs on its own.
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = drain_signal.wait_for(|d| *d) => {}
+            }
+            connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         });
     }
@@ -175,9 +185,15 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 
     let drain = Duration::from_secs(app.config.server.drain_secs);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
+    // WebSockets close themselves (1001) once the daemon is stopping.
+    let sockets = Arc::clone(app.jobs.events());
+    let _ = draining.send(true);
+    if tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+        sockets.all_closed().await;
+    })
+    .await
+    .is_err()
     {
         tracing::warn!(
             drain_secs = drain.as_secs(),

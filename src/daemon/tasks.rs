@@ -59,6 +59,10 @@ pub(super) fn start(app: &Arc<App>, control: &Path, stop: watch::Receiver<bool>)
         ));
     }
     set.spawn(super::jobs::expire(Arc::clone(app), stop.clone()));
+    set.spawn(until_stopped(
+        stop.clone(),
+        tell_job_events(Arc::clone(app)),
+    ));
     let (app, path) = (Arc::clone(app), control.to_path_buf());
     set.spawn(until_stopped(stop, async move {
         if let Err(e) = super::control::listen(app, path.clone()).await {
@@ -91,6 +95,29 @@ async fn watch_state(app: Arc<App>) {
         let flushing = Arc::clone(&app);
         if let Err(e) = store::blocking(move || flushing.flushes.apply_new(&flushing.cache)).await {
             tracing::warn!(error = %e, "could not read cache flushes; will retry");
+        }
+    }
+}
+
+/// Reads the job change feed every `WATCH_INTERVAL` (other processes'
+/// changes) and sends held-back progress when its window ends.
+async fn tell_job_events(app: Arc<App>) {
+    let events = Arc::clone(app.jobs.events());
+    let mut next_read = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_read {
+            let reading = Arc::clone(&app);
+            if let Err(e) = store::blocking(move || reading.jobs.read_changes()).await {
+                tracing::warn!(error = %e, "could not read job changes; will retry");
+            }
+            next_read = tokio::time::Instant::now() + WATCH_INTERVAL;
+        }
+        let wake = events
+            .flush_due()
+            .map_or(next_read, |due| next_read.min(due.into()));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = events.held_back() => {}
         }
     }
 }

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,6 +36,9 @@ pub struct Activity {
     /// Request heads completed so far.
     heads: AtomicU64,
     in_flight: AtomicU64,
+    /// The connection became a WebSocket, which keeps itself alive with
+    /// pings: the guard stands down.
+    upgraded: AtomicBool,
 }
 
 impl Activity {
@@ -45,6 +48,11 @@ impl Activity {
         self.heads.fetch_add(1, Relaxed);
         self.in_flight.fetch_add(1, Relaxed);
         InFlight(self)
+    }
+
+    /// The connection was upgraded (to a WebSocket): no more request heads.
+    pub fn upgrade(&self) {
+        self.upgraded.store(true, Relaxed);
     }
 }
 
@@ -97,6 +105,9 @@ impl Guarded {
     /// Runs before every read: fails the read when a whole period went by
     /// with no request head completed, none in flight and nothing written.
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.activity.upgraded.load(Relaxed) {
+            return Ok(());
+        }
         loop {
             if self.armed {
                 if !self.timer.is_elapsed() {

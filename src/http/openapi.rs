@@ -94,7 +94,7 @@ fn operation(route: &Route) -> Value {
     let scopes: Vec<&str> = route.scope.iter().map(|s| s.as_str()).collect();
     match route.credential {
         Credential::None => {}
-        Credential::TokenOrKey => {
+        Credential::TokenOrKey | Credential::TokenKeyOrTicket => {
             operation["security"] = json!([
                 {"OAuth2PasswordBearer": scopes},
                 {"APIKeyHeader": []},
@@ -457,7 +457,16 @@ fn schemas(facts: &Facts<'_>) -> Value {
                 },
                 "next_offset": nullable("integer")
             }
-        }
+        },
+        "WsTicket": {
+            "type": "object",
+            "required": ["ticket", "expires_in"],
+            "properties": {
+                "ticket": { "type": "string" },
+                "expires_in": { "type": "integer", "minimum": 1 }
+            }
+        },
+        "WsTicketParam": { "type": "string", "description": "A ticket from POST /api/v1/ws/tickets (single use, 30 s)." }
         }),
         json!({
         "Problem": {

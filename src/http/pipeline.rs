@@ -116,6 +116,17 @@ impl Call {
         }
     }
 
+    /// Takes the connection over for a protocol upgrade (the 101 this
+    /// handler answers): `None` when the client cannot upgrade.
+    pub fn upgrade(&mut self) -> Option<hyper::upgrade::OnUpgrade> {
+        let on_upgrade = self
+            .parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()?;
+        self.conn.activity.upgrade();
+        Some(on_upgrade)
+    }
+
     fn take_body(&mut self) -> Incoming {
         self.body.take().expect("the body is read once")
     }
@@ -313,6 +324,7 @@ async fn run_route(
                 require_session(&p)?;
                 Some(p)
             }
+            Credential::TokenKeyOrTicket => Some(authenticate_or_redeem(app, &parts).await?),
         };
         let missing_scope = match (route.scope, &principal) {
             (Some(scope), Some(p)) if p.require(scope).is_err() => Some(scope),
@@ -422,6 +434,27 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, ApiErro
     principal.map_err(ApiError::from)
 }
 
+/// The header credential when one was sent, else the `?ticket=` (used up
+/// by this request; see `identity::tickets`).
+async fn authenticate_or_redeem(app: &Arc<App>, parts: &Parts) -> Result<Principal, ApiError> {
+    let has_header =
+        parts.headers.contains_key(X_API_KEY) || parts.headers.contains_key(header::AUTHORIZATION);
+    let ticket =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query().unwrap_or(""))
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|(k, v)| (k == "ticket").then_some(v));
+    match ticket {
+        Some(ticket) if !has_header => {
+            let app = Arc::clone(app);
+            let standing =
+                crate::store::blocking(move || app.identity.redeem_ticket(&ticket)).await?;
+            Ok(standing.principal)
+        }
+        _ => authenticate(app, &parts.headers),
+    }
+}
+
 /// Account routes (logout) need a user session: an API key is not an
 /// account's password (catalog K8).
 fn require_session(p: &Principal) -> Result<(), ApiError> {
@@ -453,7 +486,7 @@ fn actor(p: &Principal, ctx: &RequestContext) -> Actor {
         client_ip: Some(ctx.client_ip.to_string()),
         request_id: Some(ctx.request_id.to_string()),
         api_key_id: match &p.credential {
-            identity::Credential::ApiKey { key_id } => Some(key_id.to_string()),
+            identity::Credential::ApiKey { key_id, .. } => Some(key_id.to_string()),
             identity::Credential::Session { .. } => None,
         },
     }
@@ -608,7 +641,7 @@ fn allow_value(methods: &[&str]) -> HeaderValue {
     HeaderValue::from_str(&list.join(", ")).expect("method names are valid header text")
 }
 
-fn origin_is_allowed(app: &App, origin: &HeaderValue) -> bool {
+pub fn origin_is_allowed(app: &App, origin: &HeaderValue) -> bool {
     let Some(cors) = app.cors() else {
         return false;
     };

@@ -86,6 +86,10 @@ pub enum ApiError {
     /// 413 for a count past a limit (not the body's bytes).
     #[error("{0}")]
     TooLarge(String),
+    /// 426: a plain request, or another protocol version, where a
+    /// WebSocket upgrade (version 13) is expected.
+    #[error("{0}")]
+    UpgradeRequired(String),
     /// The cause is logged by whoever creates this; the client learns nothing.
     #[error("internal error")]
     Internal,
@@ -241,6 +245,7 @@ impl ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -334,6 +339,13 @@ impl ApiError {
                     headers.push((header::WWW_AUTHENTICATE, v));
                 }
                 body.insert("scope".into(), json!(scope));
+            }
+            ApiError::UpgradeRequired(_) => {
+                headers.push((header::UPGRADE, HeaderValue::from_static("websocket")));
+                headers.push((
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                ));
             }
             _ => {}
         }

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use http::Method;
 
-use super::handlers::{debug, docs, identity, jobs, keys, models, oip, ops};
+use super::handlers::{debug, docs, identity, jobs, keys, models, oip, ops, ws};
 use super::metrics::HttpMetrics;
 use super::pipeline::Call;
 use super::problem::{ApiError, Response};
@@ -34,6 +34,9 @@ pub enum Credential {
     /// A JWT access token only: an API key gets 403 (account routes such
     /// as logout are never a key's business: catalog K8).
     Session,
+    /// As `TokenOrKey`, or else a single-use `?ticket=` (WebSocket upgrades
+    /// from browsers, which cannot set headers).
+    TokenKeyOrTicket,
 }
 
 /// Which budget a request counts against.
@@ -223,7 +226,7 @@ const fn session(scope: Option<Scope>, group: Group) -> (Credential, Option<Scop
 
 /// The public API, in the order `/openapi.json` lists it, and the `/docs`
 /// page (`Surface::Page`, not listed).
-pub static ROUTES: [Route; 35] = [
+pub static ROUTES: [Route; 37] = [
     route!(GET "/health", PUBLIC, Problem, ops::health,
         "health", "operations", "Liveness: the process is up and answering.",
         [200 => "Health"]),
@@ -309,6 +312,13 @@ pub static ROUTES: [Route; 35] = [
     route!(POST "/api/v1/jobs/{id}/cancel", caller(Some(Scope::JobsWrite), Group::Jobs), Problem, jobs::cancel,
         "cancelJob", "jobs", "Cancel a queued or running job (scope jobs:write); a running one stops at its next chunk. A finished job is 409.",
         [200 => "Job", 404 => "Problem", 409 => "Problem"]),
+    route!(POST "/api/v1/ws/tickets", caller(Some(Scope::JobsRead), Group::Jobs), Problem, ws::ticket,
+        "createWsTicket", "jobs", "A single-use ticket that opens GET /api/v1/ws within 30 s as the caller (scope jobs:read), for browsers, which cannot send a credential header on a WebSocket upgrade.",
+        [201 => "WsTicket"]),
+    route!(GET "/api/v1/ws", (Credential::TokenKeyOrTicket, Some(Scope::JobsRead), Limit::User(Group::Jobs)), Problem, ws::socket,
+        "jobSocket", "jobs", "WebSocket of the caller's job events (scope jobs:read; credential header or ?ticket=): `{type: job.queued|job.started|job.progress|job.succeeded|job.failed|job.cancelled, job}`, progress at most every 500 ms per job. Send `{\"type\":\"subscribe\",\"jobs\":[ids]}` to narrow them (answered `{type: subscribed, jobs}`; another user's job closes with 1008). Pings every websocket.ping_secs; closes with 1008 when the credential stops working, 1001 on shutdown. A browser Origin must be in cors.allowed_origins.",
+        query: ["ticket" => "WsTicketParam"],
+        [101 => "", 400 => "Problem", 426 => "Problem"]),
     route!(GET "/api/v1/models", caller(Some(Scope::ModelsRead), Group::Models), Problem, models::list,
         "listModels", "models", "The served models (scope models:read): name, version, digest, input size, labels, backend, status.",
         [200 => "ModelList"]),

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod keys;
 pub mod passwords;
 pub mod sessions;
+pub mod tickets;
 pub mod tokens;
 pub mod usage;
 
@@ -50,6 +51,9 @@ pub struct Identity {
     auth: AuthConfig,
     /// The tiers an account may be on, most restrictive first (`[tiers.*]`).
     tiers: Vec<String>,
+    /// The directory's version, sent whenever a refresh changed it: what
+    /// long-lived connections re-check their credential on.
+    changed: tokio::sync::watch::Sender<i64>,
 }
 
 /// An authenticated caller: the account (as of the last directory refresh)
@@ -68,10 +72,14 @@ pub enum Credential {
     Session {
         token_id: String,
         session_id: String,
+        issued_at: i64,
         expires_at: i64,
     },
     ApiKey {
         key_id: Arc<str>,
+        /// The key's peppered digest: what finds it in the directory again
+        /// (`Identity::recheck`).
+        digest: [u8; 32],
     },
 }
 
@@ -105,8 +113,10 @@ impl Identity {
             auth: auth.clone(),
             tiers,
             store,
+            changed: tokio::sync::watch::Sender::new(0),
         };
         identity.directory.refresh(&identity.store)?;
+        identity.changed.send_replace(identity.directory.version());
         Ok(identity)
     }
 
@@ -121,6 +131,18 @@ impl Identity {
         if let Err(e) = refreshed {
             tracing::warn!(error = %e, "directory refresh failed; will retry");
         }
+        let version = self.directory.version();
+        self.changed.send_if_modified(|seen| {
+            let moved = *seen != version;
+            *seen = version;
+            moved
+        });
+    }
+
+    /// Changes whenever accounts, sessions or keys may have changed (a
+    /// refresh loaded something): the cue to [`Identity::recheck`].
+    pub fn credential_changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.changed.subscribe()
     }
 
     /// Runs `f` on a connection for reading, on the blocking pool.
@@ -187,10 +209,8 @@ impl Identity {
         if !keys::well_formed(presented) {
             return Err(refused());
         }
-        let (key, user) = self
-            .directory
-            .api_key(&self.pepper.digest(presented))
-            .ok_or_else(refused)?;
+        let digest = self.pepper.digest(presented);
+        let (key, user) = self.directory.api_key(&digest).ok_or_else(refused)?;
         if user.disabled || key.expires_at.is_some_and(|e| e <= time::now()) {
             return Err(refused());
         }
@@ -200,6 +220,7 @@ impl Identity {
             user,
             credential: Credential::ApiKey {
                 key_id: Arc::clone(&key.id),
+                digest,
             },
         })
     }
@@ -243,6 +264,7 @@ impl Identity {
             credential: Credential::Session {
                 token_id: claims.jti.clone(),
                 session_id: claims.sid.clone(),
+                issued_at: claims.iat,
                 expires_at: claims.exp,
             },
         })

@@ -331,6 +331,7 @@ impl Identity {
             token_id,
             session_id,
             expires_at,
+            ..
         } = principal.credential.clone()
         else {
             return Err(Error::Forbidden(

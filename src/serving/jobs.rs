@@ -10,11 +10,13 @@
 //! the caller's (`daemon::tasks`), so this module never touches a model.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::events::Events;
 use crate::config::JobsConfig;
 use crate::core::error::{Error, FieldError, Result};
 use crate::core::metrics::Exposition;
@@ -180,7 +182,14 @@ pub struct Jobs {
     /// Wakes this process's idle workers when it accepts a job (other
     /// daemons' workers find it at their next poll).
     submitted: tokio::sync::Notify,
+    /// Live events for this process's sockets and streams.
+    events: Arc<Events>,
+    /// The change feed's position: the highest `rev` read (`None`: not yet).
+    feed: std::sync::Mutex<Option<i64>>,
 }
+
+/// A job write's new `rev`: above every other job's (writes are serialized).
+const NEXT_REV: &str = "(SELECT COALESCE(MAX(rev), 0) + 1 FROM jobs)";
 
 /// How long an `Idempotency-Key` names its job.
 const IDEMPOTENCY_SECS: i64 = 24 * 3600;
@@ -204,7 +213,45 @@ impl Jobs {
             instances_ok: AtomicU64::new(0),
             instances_failed: AtomicU64::new(0),
             submitted: tokio::sync::Notify::new(),
+            events: Arc::default(),
+            feed: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The live-event hub of this process.
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
+    }
+
+    /// Reads the jobs any process changed since the last call and publishes
+    /// them (blocking). The first call only finds the feed's end.
+    pub fn read_changes(&self) -> Result<()> {
+        let mut feed = self.feed.lock().expect("feed lock");
+        let Some(since) = *feed else {
+            let end: i64 = self.store.read(|c| {
+                c.query_row("SELECT COALESCE(MAX(rev), 0) FROM jobs", [], |r| r.get(0))
+                    .map_err(StoreError::from)
+            })?;
+            *feed = Some(end);
+            return Ok(());
+        };
+        let changed: Vec<(Job, i64)> = self.store.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS}, rev FROM jobs WHERE rev > ?1 ORDER BY rev LIMIT 1000"
+                ))
+                .map_err(StoreError::from)?;
+            let rows = stmt
+                .query_map([since], |row| Ok((job_from_row(row)?, row.get(12)?)))
+                .map_err(StoreError::from)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(StoreError::from)
+        })?;
+        for (job, rev) in changed {
+            self.events.publish(&job);
+            *feed = Some(rev);
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &JobsConfig {
@@ -224,8 +271,9 @@ impl Jobs {
     /// Creates the job (blocking): the rows are committed when this returns.
     pub fn submit(&self, new: NewJob) -> Result<Submitted> {
         let submitted = self.insert(new)?;
-        if matches!(submitted, Submitted::Created(_)) {
+        if let Submitted::Created(job) = &submitted {
             self.submitted.notify_waiters();
+            self.events.publish(job);
         }
         Ok(submitted)
     }
@@ -282,9 +330,11 @@ impl Jobs {
             }
             let id = uuid::Uuid::new_v4().to_string();
             tx.execute(
-                "INSERT INTO jobs (id, user_id, model, explain, status, total, instances, \
-                 idempotency_key, body_digest, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9)",
+                &format!(
+                    "INSERT INTO jobs (id, user_id, model, explain, status, total, instances, \
+                     idempotency_key, body_digest, created_at, rev) \
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, {NEXT_REV})"
+                ),
                 params![
                     id,
                     new.user_id,
@@ -386,7 +436,7 @@ impl Jobs {
     /// chunk); a finished one is a conflict.
     pub fn cancel(&self, owner: Option<&str>, id: &str) -> Result<Job> {
         let now = time::now();
-        self.store.write(|tx| {
+        let job = self.store.write(|tx| {
             let job = find(tx, owner, id)?;
             if job.status.is_finished() {
                 return Err(Error::Conflict(format!(
@@ -395,8 +445,10 @@ impl Jobs {
                 )));
             }
             tx.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ?2, lease_owner = NULL, \
-                 lease_until_ms = NULL WHERE id = ?1",
+                &format!(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?2, lease_owner = NULL, \
+                     lease_until_ms = NULL, rev = {NEXT_REV} WHERE id = ?1"
+                ),
                 params![id, now],
             )
             .map_err(StoreError::from)?;
@@ -405,7 +457,9 @@ impl Jobs {
                 finished_at: Some(now),
                 ..job
             })
-        })
+        })?;
+        self.events.publish(&job);
+        Ok(job)
     }
 
     /// Deletes finished jobs (and their results) that finished at or
@@ -472,8 +526,10 @@ impl Jobs {
             };
             let started = job.started_at.unwrap_or_else(time::now);
             tx.execute(
-                "UPDATE jobs SET status = 'running', lease_owner = ?2, lease_until_ms = ?3, \
-                 started_at = ?4 WHERE id = ?1",
+                &format!(
+                    "UPDATE jobs SET status = 'running', lease_owner = ?2, lease_until_ms = ?3, \
+                     started_at = ?4, rev = {NEXT_REV} WHERE id = ?1"
+                ),
                 params![job.id, lease, until, started],
             )
             .map_err(StoreError::from)?;
@@ -489,6 +545,7 @@ impl Jobs {
         let Some((job, instances)) = claimed else {
             return Ok(None);
         };
+        self.events.publish(&job);
         // Parsed outside the write lock. Rows that do not match the job
         // (they always should) end it rather than any worker that takes it.
         let rows: Vec<Vec<f64>> = serde_json::from_str(&instances).unwrap_or_default();
@@ -548,6 +605,7 @@ impl Jobs {
     ) -> Result<Progress> {
         let now = now_ms();
         let until = now + (self.config.lease_secs * 1000) as i64;
+        let mut changed = None;
         let progress = self.store.write(|tx| -> Result<Progress> {
             let (status, owner, done, total): (String, Option<String>, i64, i64) = tx
                 .query_row(
@@ -577,14 +635,17 @@ impl Jobs {
             let done = start + results.len() as u64;
             let finished = done >= total;
             tx.execute(
-                "UPDATE jobs SET done = ?2, model_version = ?3, lease_until_ms = ?4, \
-                 status = CASE WHEN ?5 THEN 'succeeded' ELSE status END, \
-                 finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
-                 lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END \
-                 WHERE id = ?1",
+                &format!(
+                    "UPDATE jobs SET done = ?2, model_version = ?3, lease_until_ms = ?4, \
+                     status = CASE WHEN ?5 THEN 'succeeded' ELSE status END, \
+                     finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
+                     lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END, \
+                     rev = {NEXT_REV} WHERE id = ?1"
+                ),
                 params![id, done as i64, model_version, until, finished, time::now()],
             )
             .map_err(StoreError::from)?;
+            changed = Some(find(tx, None, id)?);
             Ok(if finished {
                 Progress::Finished
             } else {
@@ -595,6 +656,9 @@ impl Jobs {
             self.instances_ok
                 .fetch_add(results.len() as u64, Ordering::Relaxed);
         }
+        if let Some(job) = changed {
+            self.events.publish(&job);
+        }
         Ok(progress)
     }
 
@@ -602,16 +666,27 @@ impl Jobs {
     pub fn fail(&self, id: &str, lease: &str, error: &str, lost_instances: u64) -> Result<()> {
         self.instances_failed
             .fetch_add(lost_instances, Ordering::Relaxed);
-        self.store.write(|tx| -> Result<()> {
-            tx.execute(
-                "UPDATE jobs SET status = 'failed', error = ?3, finished_at = ?4, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
-                params![id, lease, error, time::now()],
-            )
-            .map_err(StoreError::from)?;
-            Ok(())
-        })
+        let failed = self.store.write(|tx| -> Result<Option<Job>> {
+            let changed = tx
+                .execute(
+                    &format!(
+                        "UPDATE jobs SET status = 'failed', error = ?3, finished_at = ?4, \
+                         lease_owner = NULL, lease_until_ms = NULL, rev = {NEXT_REV} \
+                         WHERE id = ?1 AND status = 'running' AND lease_owner = ?2"
+                    ),
+                    params![id, lease, error, time::now()],
+                )
+                .map_err(StoreError::from)?;
+            Ok(if changed == 1 {
+                Some(find(tx, None, id)?)
+            } else {
+                None
+            })
+        })?;
+        if let Some(job) = failed {
+            self.events.publish(&job);
+        }
+        Ok(())
     }
 
     /// Gives a job back (graceful shutdown): any daemon may claim it at once.
@@ -668,6 +743,7 @@ impl Jobs {
             &[("outcome", "failed")],
             self.instances_failed.load(Ordering::Relaxed),
         );
+        self.events.render_metrics(out);
         Ok(())
     }
 }

@@ -52,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_jobs.sql",
         include_str!("../../migrations/0007_jobs.sql"),
     ),
+    (
+        "0008_job_events.sql",
+        include_str!("../../migrations/0008_job_events.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

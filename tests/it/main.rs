@@ -22,3 +22,4 @@ mod ratelimit;
 mod store;
 mod upstream;
 mod versioning;
+mod ws;

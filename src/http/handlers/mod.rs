@@ -11,6 +11,7 @@ pub mod keys;
 pub mod models;
 pub mod oip;
 pub mod ops;
+pub mod ws;
 
 use http::StatusCode;
 
