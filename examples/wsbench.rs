@@ -90,7 +90,7 @@ fn main() {
     let agent = ureq::AgentBuilder::new().build();
     let url = |path: &str| format!("http://{addr}{path}");
     let mut latencies = Vec::with_capacity(rounds * subscribers * 2);
-    let mut wait_for = |id: &str, kind: &str, sent: Instant, latencies: &mut Vec<f64>| {
+    let wait_for = |id: &str, kind: &str, sent: Instant, latencies: &mut Vec<f64>| {
         let mut got = 0;
         while got < subscribers {
             let (eid, ekind, at) = rx
