@@ -4,6 +4,13 @@
 ALTER TABLE jobs ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
 UPDATE jobs SET rev = rowid;
 CREATE INDEX jobs_by_rev ON jobs (rev);
+-- The highest `rev` a deleted job had (purges, deleted users), so a new
+-- `rev` never repeats one a daemon's feed has passed.
+CREATE TABLE job_rev_floor (n INTEGER NOT NULL);
+INSERT INTO job_rev_floor VALUES (0);
+CREATE TRIGGER jobs_rev_floor AFTER DELETE ON jobs BEGIN
+    UPDATE job_rev_floor SET n = MAX(n, OLD.rev);
+END;
 
 -- Single-use WebSocket tickets (`POST /api/v1/ws/tickets`), for browsers
 -- that cannot send a credential header on the upgrade. Stored by digest;

@@ -30,8 +30,10 @@ use crate::FastMap;
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// Events a subscriber may fall behind before it is told it lagged.
 const RING: usize = 1024;
-/// How long a job's last told state is kept once it stops changing.
-const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// How long a finished job's last told state is kept (against repeats
+/// from the change feed), and an unfinished one's that stopped changing.
+const FORGET_FINISHED: Duration = Duration::from_secs(60);
+const FORGET_UNFINISHED: Duration = Duration::from_secs(24 * 3600);
 
 /// One event, serialized once for all its subscribers.
 #[derive(Debug)]
@@ -130,6 +132,11 @@ impl Events {
             Some(t) => t.status == Status::Running,
             None => false,
         };
+        if let Some((held, _)) = state.held.get(&job.id) {
+            if (rank(job.status), job.done) <= (rank(held.status), held.done) {
+                return;
+            }
+        }
         let kind = kind(job.status, was_running);
         if kind == "job.progress" {
             let progress_at = state.told.get(&job.id).and_then(|t| t.progress_at);
@@ -190,7 +197,14 @@ impl Events {
             }
         }
         let State { told, held } = &mut *state;
-        told.retain(|id, t| held.contains_key(id) || now.duration_since(t.at) < FORGET_AFTER);
+        told.retain(|id, t| {
+            let keep = if rank(t.status) == 2 {
+                FORGET_FINISHED
+            } else {
+                FORGET_UNFINISHED
+            };
+            held.contains_key(id) || now.duration_since(t.at) < keep
+        });
         held.values().map(|(_, at)| *at).min()
     }
 
@@ -199,10 +213,15 @@ impl Events {
         self.held_back.notified().await;
     }
 
-    /// Counts an open socket until the guard is dropped.
-    pub fn socket_opened(self: &Arc<Self>) -> SocketGuard {
-        self.sockets.fetch_add(1, Ordering::Relaxed);
-        SocketGuard(Arc::clone(self))
+    /// Counts an open socket until the guard is dropped; `None` when
+    /// `max` are open already.
+    pub fn socket_opened(self: &Arc<Self>, max: usize) -> Option<SocketGuard> {
+        self.sockets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(SocketGuard(Arc::clone(self)))
     }
 
     pub fn sockets(&self) -> usize {

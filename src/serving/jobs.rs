@@ -189,7 +189,8 @@ pub struct Jobs {
 }
 
 /// A job write's new `rev`: above every other job's (writes are serialized).
-const NEXT_REV: &str = "(SELECT COALESCE(MAX(rev), 0) + 1 FROM jobs)";
+const NEXT_REV: &str =
+    "(SELECT MAX(COALESCE(MAX(rev), 0), (SELECT n FROM job_rev_floor)) + 1 FROM jobs)";
 
 /// How long an `Idempotency-Key` names its job.
 const IDEMPOTENCY_SECS: i64 = 24 * 3600;
@@ -272,8 +273,9 @@ impl Jobs {
     pub fn submit(&self, new: NewJob) -> Result<Submitted> {
         let submitted = self.insert(new)?;
         if let Submitted::Created(job) = &submitted {
-            self.submitted.notify_waiters();
+            // Told before a worker can start it: queued comes first.
             self.events.publish(job);
+            self.submitted.notify_waiters();
         }
         Ok(submitted)
     }

@@ -105,17 +105,17 @@ pub async fn socket(mut call: Call) -> Result<Response, ApiError> {
         ));
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let events = app.jobs.events();
     let max = app.config.websocket.max_connections as usize;
-    if events.sockets() >= max {
+    // Watched from before the check, so no change falls in between.
+    let credentials = app.identity.credential_changes();
+    let standing = app.identity.recheck(call.caller())?;
+    let Some(guard) = app.jobs.events().socket_opened(max) else {
         return Err(ApiError::Unavailable {
             detail: format!("this daemon holds its most WebSockets ({max}); retry shortly"),
             retry_after_secs: 5,
             extra: serde_json::Map::new(),
         });
-    }
-    let standing = app.identity.recheck(call.caller())?;
-    let guard = events.socket_opened();
+    };
     let Some(on_upgrade) = call.upgrade() else {
         return Err(ApiError::UpgradeRequired(
             "this connection cannot be upgraded".into(),
@@ -130,7 +130,7 @@ pub async fn socket(mut call: Call) -> Result<Response, ApiError> {
     tokio::spawn(async move {
         // The client went away before the upgrade finished: nothing to do.
         if let Ok(upgraded) = on_upgrade.await {
-            socket.run(TokioIo::new(upgraded), guard).await;
+            socket.run(TokioIo::new(upgraded), credentials, guard).await;
         }
     });
     let mut response = Response::new(bytes::Bytes::new().into());
@@ -171,8 +171,12 @@ enum ClientMessage {
 }
 
 impl Socket {
-    async fn run<S>(mut self, io: S, _guard: SocketGuard)
-    where
+    async fn run<S>(
+        mut self,
+        io: S,
+        credentials: tokio::sync::watch::Receiver<i64>,
+        _guard: SocketGuard,
+    ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let config = WebSocketConfig::default()
@@ -191,7 +195,7 @@ impl Socket {
                 }
             }
         });
-        let end = self.serve(&out, &mut stream).await;
+        let end = self.serve(&out, &mut stream, credentials).await;
         match end {
             End::Close(code, reason) => {
                 let frame = CloseFrame {
@@ -214,7 +218,12 @@ impl Socket {
     }
 
     /// Forwards events and answers the client until the socket must end.
-    async fn serve<R>(&mut self, out: &mpsc::Sender<Message>, stream: &mut R) -> End
+    async fn serve<R>(
+        &mut self,
+        out: &mpsc::Sender<Message>,
+        stream: &mut R,
+        mut credentials: tokio::sync::watch::Receiver<i64>,
+    ) -> End
     where
         R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
             + Unpin,
@@ -223,7 +232,6 @@ impl Socket {
         let events = app.jobs.events();
         let mut ring = events.subscribe();
         let mut stopping = app.stopping();
-        let mut credentials = app.identity.credential_changes();
         let ping_every = Duration::from_secs(app.config.websocket.ping_secs);
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -286,7 +294,7 @@ impl Socket {
                     heard = tokio::time::Instant::now();
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            if let Some(end) = self.answer(out, text.as_str()).await {
+                            if let Some(end) = self.answer(out, &mut ring, text.as_str()).await {
                                 return end;
                             }
                         }
@@ -321,7 +329,12 @@ impl Socket {
     }
 
     /// Answers one client message; `Some` ends the socket.
-    async fn answer(&mut self, out: &mpsc::Sender<Message>, text: &str) -> Option<End> {
+    async fn answer(
+        &mut self,
+        out: &mpsc::Sender<Message>,
+        ring: &mut tokio::sync::broadcast::Receiver<Arc<crate::serving::events::Event>>,
+        text: &str,
+    ) -> Option<End> {
         let reply = match serde_json::from_str::<ClientMessage>(text) {
             Err(e) => json!({"type": "error", "detail": format!(
                 "expected {{\"type\":\"subscribe\",\"jobs\":[job ids]}}: {e}")}),
@@ -332,6 +345,9 @@ impl Socket {
                     "subscribe names 1 to {MAX_SUBSCRIBE} job ids")})
             }
             Ok(ClientMessage::Subscribe { jobs }) => {
+                // Events waiting now are older than the states read below,
+                // which supersede them (and the rest are filtered out).
+                while ring.try_recv().is_ok() {}
                 let app = Arc::clone(&self.app);
                 let owner = self.principal.user.id.clone();
                 let ids = jobs.clone();
