@@ -41,8 +41,6 @@ pub struct Event {
     /// The job's owner; `None` for an operator's job (no socket sees it).
     pub user_id: Option<String>,
     pub job_id: String,
-    pub kind: &'static str,
-    pub terminal: bool,
     /// `{"type": kind, "job": <the job status object>}`.
     pub text: bytes::Bytes,
 }
@@ -174,8 +172,6 @@ impl Events {
         let _no_subscribers = self.ring.send(Arc::new(Event {
             user_id: job.user_id.clone(),
             job_id: job.id.clone(),
-            kind,
-            terminal: job.status.is_finished(),
             text: text(kind, job),
         }));
     }
