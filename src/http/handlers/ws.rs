@@ -18,7 +18,7 @@ use http::{header, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -31,7 +31,7 @@ use crate::http::pipeline::{origin_is_allowed, Call};
 use crate::http::problem::{json_response, ApiError, Response, JSON};
 use crate::identity::tickets::TICKET_SECS;
 use crate::identity::Principal;
-use crate::serving::events::SocketGuard;
+use crate::serving::events::{Event, SocketGuard};
 use crate::store;
 
 /// Messages waiting for a slow client before it is dropped.
@@ -121,6 +121,9 @@ pub async fn socket(mut call: Call) -> Result<Response, ApiError> {
             "this connection cannot be upgraded".into(),
         ));
     };
+    // Subscribed before the 101: an event the client causes once it has
+    // the answer (submitting a job) cannot fall before the subscription.
+    let ring = app.jobs.events().subscribe();
     let socket = Socket {
         app: Arc::clone(&app),
         principal: standing.principal,
@@ -130,7 +133,9 @@ pub async fn socket(mut call: Call) -> Result<Response, ApiError> {
     tokio::spawn(async move {
         // The client went away before the upgrade finished: nothing to do.
         if let Ok(upgraded) = on_upgrade.await {
-            socket.run(TokioIo::new(upgraded), credentials, guard).await;
+            socket
+                .run(TokioIo::new(upgraded), ring, credentials, guard)
+                .await;
         }
     });
     let mut response = Response::new(bytes::Bytes::new().into());
@@ -174,6 +179,7 @@ impl Socket {
     async fn run<S>(
         mut self,
         io: S,
+        ring: broadcast::Receiver<Arc<Event>>,
         credentials: tokio::sync::watch::Receiver<i64>,
         _guard: SocketGuard,
     ) where
@@ -195,7 +201,7 @@ impl Socket {
                 }
             }
         });
-        let end = self.serve(&out, &mut stream, credentials).await;
+        let end = self.serve(&out, &mut stream, ring, credentials).await;
         match end {
             End::Close(code, reason) => {
                 let frame = CloseFrame {
@@ -222,6 +228,7 @@ impl Socket {
         &mut self,
         out: &mpsc::Sender<Message>,
         stream: &mut R,
+        mut ring: broadcast::Receiver<Arc<Event>>,
         mut credentials: tokio::sync::watch::Receiver<i64>,
     ) -> End
     where
@@ -230,7 +237,6 @@ impl Socket {
     {
         let app = Arc::clone(&self.app);
         let events = app.jobs.events();
-        let mut ring = events.subscribe();
         let mut stopping = app.stopping();
         let ping_every = Duration::from_secs(app.config.websocket.ping_secs);
         let mut ping =
@@ -332,7 +338,7 @@ impl Socket {
     async fn answer(
         &mut self,
         out: &mpsc::Sender<Message>,
-        ring: &mut tokio::sync::broadcast::Receiver<Arc<crate::serving::events::Event>>,
+        ring: &mut broadcast::Receiver<Arc<Event>>,
         text: &str,
     ) -> Option<End> {
         let reply = match serde_json::from_str::<ClientMessage>(text) {
