@@ -4,15 +4,18 @@
 //! committing each chunk with the progress. On shutdown a worker stops
 //! claiming, finishes the chunk it is computing, and gives its job back.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::core::error;
 use crate::serving::cache::CacheKey;
 use crate::serving::jobs::{Claimed, Progress};
-use crate::serving::models::{self, Explain, InferenceError, Model};
+use crate::serving::models::{self, Explain, InferenceError, Model, RunOn};
 use crate::store;
 
 /// How often an idle worker looks for a queued job.
@@ -97,6 +100,24 @@ impl Drop for Renewal {
 const MAX_TIMEOUTS: u32 = 3;
 /// The longest a worker waits between tries while the pool or upstream is busy.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The nice value of a thread computing a job's chunk: live requests, on
+/// the runtime's threads, take the CPU from it whenever they need it.
+const CHUNK_NICE: i32 = 10;
+
+/// Which prediction-cache entries a job's computed rows fill.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// A user's job: the v2 entries its own rows are looked up by.
+    V2,
+    /// An operator's `cache warm`: v1's entries too, so either version hits.
+    V1AndV2,
+}
+
+/// A chunk's commit in flight: the next chunk computes while it runs.
+struct Commit {
+    start: u64,
+    handle: JoinHandle<error::Result<Progress>>,
+}
 
 async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::Receiver<bool>) {
     let Claimed { job, rows, lease } = claimed;
@@ -122,13 +143,22 @@ async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::
     } else {
         Explain::No
     };
+    let fill = match job.user_id {
+        Some(_) => Fill::V2,
+        None => Fill::V1AndV2,
+    };
+    let rows = Arc::new(rows);
     let _renewal = Renewal::start(app, &id, &lease);
     let mut chunk = u64::from(app.jobs.config().chunk_size);
     let mut start = job.done;
     let mut backoff = BACKOFF;
     let mut timeouts = 0;
+    let mut pending: Option<Commit> = None;
     while start < job.total {
         if *stop.borrow() {
+            if settle(&id, pending.take()).await.is_break() {
+                return;
+            }
             let (releasing, id, lease) = (Arc::clone(app), id.clone(), lease.clone());
             let _ = store::blocking(move || releasing.jobs.release(&id, &lease)).await;
             tracing::info!(job = %job.id, done = start, "job given back at shutdown");
@@ -140,22 +170,27 @@ async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::
             let Ok(_slot) = slots.acquire().await else {
                 return;
             };
-            chunk_results(app, &model, &rows[start as usize..end as usize], explain).await
+            let chunk = Chunk {
+                app: Arc::clone(app),
+                model: Arc::clone(&model),
+                rows: Arc::clone(&rows),
+                start,
+                end,
+                explain,
+                fill,
+            };
+            chunk.compute().await
         };
         let results = match computed {
-            Ok(answers) => answers
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut value)| {
-                    value["index"] = serde_json::json!(start + i as u64);
-                    value.to_string()
-                })
-                .collect::<Vec<String>>(),
+            Ok(results) => results,
             Err(
                 e @ (InferenceError::Busy
                 | InferenceError::Timeout(_)
                 | InferenceError::Unavailable { .. }),
             ) => {
+                if settle(&id, pending.take()).await.is_break() {
+                    return;
+                }
                 if matches!(e, InferenceError::Timeout(_)) {
                     // Too heavy for the timeout: smaller chunks, then give up.
                     if chunk == 1 {
@@ -181,39 +216,114 @@ async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::
                 continue;
             }
             Err(e) => {
+                if settle(&id, pending.take()).await.is_break() {
+                    return;
+                }
                 fail(e.to_string(), job.total - start).await;
                 return;
             }
         };
         backoff = BACKOFF;
         timeouts = 0;
+        // Chunks commit in order: the previous one has landed before this one starts.
+        if settle(&id, pending.take()).await.is_break() {
+            return;
+        }
         let committing = Arc::clone(app);
         let (cid, clease, version) = (id.clone(), lease.clone(), model.version.clone());
-        let progress = store::blocking(move || {
-            committing
-                .jobs
-                .commit_chunk(&cid, &clease, start, &version, &results)
+        pending = Some(Commit {
+            start,
+            handle: tokio::task::spawn_blocking(move || {
+                committing
+                    .jobs
+                    .commit_chunk(&cid, &clease, start, &version, &results)
+            }),
+        });
+        start = end;
+    }
+    let _ = settle(&id, pending.take()).await;
+}
+
+/// Waits for a chunk's commit: `Break` when the job is over for this worker
+/// (finished, cancelled, taken over, or the commit failed).
+async fn settle(id: &str, commit: Option<Commit>) -> ControlFlow<()> {
+    let Some(Commit { start, handle }) = commit else {
+        return ControlFlow::Continue(());
+    };
+    match handle.await {
+        Ok(Ok(Progress::Continue)) => return ControlFlow::Continue(()),
+        Ok(Ok(Progress::Finished)) => tracing::info!(job = %id, "job succeeded"),
+        Ok(Ok(Progress::Cancelled)) => tracing::info!(job = %id, done = start, "job cancelled"),
+        Ok(Ok(Progress::LostLease)) => {
+            tracing::warn!(job = %id, "job taken over by another worker (its lease lapsed)")
+        }
+        // The lease lapses and a worker resumes from the last commit.
+        Ok(Err(e)) => tracing::warn!(job = %id, error = %e, "could not commit a chunk"),
+        Err(e) => tracing::warn!(job = %id, error = %e, "a chunk's commit did not finish"),
+    }
+    ControlFlow::Break(())
+}
+
+/// One chunk of a job: rows `start..end` of `rows`.
+struct Chunk {
+    app: Arc<App>,
+    model: Arc<Model>,
+    rows: Arc<Vec<Vec<f64>>>,
+    start: u64,
+    end: u64,
+    explain: Explain,
+    fill: Fill,
+}
+
+impl Chunk {
+    /// The chunk's results as the JSON text the store keeps, computed on a
+    /// thread of its own at a lower priority: the model, the cache and the
+    /// JSON work of a job never queue a live request behind them on the
+    /// runtime's threads.
+    async fn compute(self) -> Result<Vec<String>, InferenceError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handle = tokio::runtime::Handle::current();
+        let spawned = std::thread::Builder::new()
+            .name("mlapi-job".into())
+            .spawn(move || {
+                lower_priority();
+                let _ = tx.send(handle.block_on(self.results()));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a thread for a job's chunk; will retry");
+            return Err(InferenceError::Busy);
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(InferenceError::Failed(
+                "a job's chunk thread ended without a result".into(),
+            ))
         })
-        .await;
-        match progress {
-            Ok(Progress::Continue) => start = end,
-            Ok(Progress::Finished) => {
-                tracing::info!(job = %id, total = job.total, "job succeeded");
-                return;
-            }
-            Ok(Progress::Cancelled) => {
-                tracing::info!(job = %id, done = start, "job cancelled");
-                return;
-            }
-            Ok(Progress::LostLease) => {
-                tracing::warn!(job = %id, "job taken over by another worker (its lease lapsed)");
-                return;
-            }
-            Err(e) => {
-                // The lease lapses and a worker resumes from the last commit.
-                tracing::warn!(job = %id, error = %e, "could not commit a chunk");
-                return;
-            }
+    }
+
+    async fn results(self) -> Result<Vec<String>, InferenceError> {
+        let rows = &self.rows[self.start as usize..self.end as usize];
+        let answers = chunk_results(&self.app, &self.model, rows, self.explain, self.fill).await?;
+        Ok(answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut value)| {
+                value["index"] = serde_json::json!(self.start + i as u64);
+                value.to_string()
+            })
+            .collect())
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux: nice is per thread).
+/// Raising it back would need CAP_SYS_NICE, so it is only for a thread that
+/// ends with its chunk.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; no memory is shared.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, CHUNK_NICE) != 0 {
+            tracing::debug!("could not lower a job thread's priority");
         }
     }
 }
@@ -221,12 +331,14 @@ async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::
 /// One chunk's results (prediction, confidence, probabilities, explanation
 /// when asked), in order. Rows the prediction cache holds (as single v2
 /// predictions of the same rows) come from it; the others are computed in
-/// one model call and stored there, so `/api/v2/predict` reads them.
+/// one model call, on this thread, and stored there (`fill`), so
+/// `/api/v2/predict` reads them.
 async fn chunk_results(
     app: &Arc<App>,
     model: &Arc<Model>,
     rows: &[Vec<f64>],
     explain: Explain,
+    fill: Fill,
 ) -> Result<Vec<serde_json::Value>, InferenceError> {
     let variant = match explain {
         Explain::No => "v2",
@@ -269,13 +381,13 @@ async fn chunk_results(
             .collect();
         computed = app
             .models()
-            .predict(Arc::clone(model), inputs, explain)
+            .predict(Arc::clone(model), inputs, explain, RunOn::ThisThread)
             .await?;
         let keys = &keys;
         let stores = missing.iter().zip(&computed).map(|(&i, prediction)| {
             let answer = models::v2_single_answer(model, prediction);
-            // Without explanations, v1's entry for the row too (`cache warm`).
-            let v1 = (explain == Explain::No).then(|| {
+            // `cache warm` without explanations: v1's entry for the row too.
+            let v1 = (fill == Fill::V1AndV2 && explain == Explain::No).then(|| {
                 (
                     CacheKey::new(
                         &model.name,

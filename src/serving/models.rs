@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tract_onnx::prelude::*;
 
 use crate::config::{Config, ModelConfig};
@@ -602,6 +602,45 @@ fn answer_id(
     format!("{:x}", h.finalize())
 }
 
+/// Where `Registry::predict` runs an ONNX model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOn {
+    /// Tokio's blocking pool: for a request on the async runtime.
+    BlockingPool,
+    /// The calling thread, which it blocks: only for a thread of its own
+    /// (a job's chunk, at a lower priority than the runtime), never the
+    /// runtime's. An overrun of the timeout is a timeout once it ends.
+    ThisThread,
+}
+
+/// One ONNX inference on the calling thread, after the test hook's delay.
+fn run_local(
+    model: &Model,
+    rows: &[Vec<f32>],
+    explain: Explain,
+    delay: Duration,
+) -> Result<Vec<Prediction>, InferenceError> {
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    model.predict(rows, explain)
+}
+
+/// Counts one inference's outcome and duration in the model's stats.
+fn record(
+    stats: &InferenceStats,
+    result: &Result<Vec<Prediction>, InferenceError>,
+    took: Duration,
+) {
+    let outcome = match result {
+        Ok(_) => &stats.ok,
+        Err(InferenceError::Timeout(_)) => &stats.timeout,
+        Err(_) => &stats.failed,
+    };
+    outcome.fetch_add(1, Ordering::Relaxed);
+    stats.duration.observe(took);
+}
+
 struct Entry {
     model: Arc<Model>,
     reload_error: Option<String>,
@@ -763,53 +802,66 @@ impl Registry {
             .collect()
     }
 
-    /// Runs `model` on `rows` on the blocking pool: at most
-    /// `inference.max_concurrent` at once, each bounded by `inference.timeout_ms`.
+    /// Runs `model` on `rows`: at most `inference.max_concurrent` at once,
+    /// each bounded by `inference.timeout_ms`. An ONNX model runs where
+    /// `on` says; an upstream one on the async runtime (network I/O).
     pub async fn predict(
         &self,
         model: Arc<Model>,
         rows: Vec<Vec<f32>>,
         explain: Explain,
+        on: RunOn,
     ) -> Result<Vec<Prediction>, InferenceError> {
         if let Backend::Upstream(upstream) = &model.backend {
             return Self::predict_upstream(&model, upstream, &rows, explain).await;
         }
+        let permit = self.permit(&model).await?;
+        let started = std::time::Instant::now();
         let stats = Arc::clone(&model.stats);
+        let delay = self.delay;
+        let timeout = Err(InferenceError::Timeout(self.timeout.as_millis() as u64));
+        let result = match on {
+            RunOn::BlockingPool => {
+                // The permit travels with the work: a timed-out inference still
+                // holds its slot until it really ends, so overload stays bounded.
+                let work = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    run_local(&model, &rows, explain, delay)
+                });
+                match tokio::time::timeout(self.timeout, work).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(e)) => Err(InferenceError::Failed(format!(
+                        "inference task failed: {e}"
+                    ))),
+                    Err(_) => timeout,
+                }
+            }
+            RunOn::ThisThread => {
+                let result = run_local(&model, &rows, explain, delay);
+                drop(permit);
+                if result.is_ok() && started.elapsed() > self.timeout {
+                    timeout
+                } else {
+                    result
+                }
+            }
+        };
+        record(&stats, &result, started.elapsed());
+        result
+    }
+
+    /// A slot in the inference pool, waiting at most the timeout for one.
+    async fn permit(&self, model: &Model) -> Result<OwnedSemaphorePermit, InferenceError> {
         let permit = tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned())
             .await
             .ok()
             .and_then(Result::ok);
         let Some(permit) = permit else {
-            stats.busy.fetch_add(1, Ordering::Relaxed);
+            model.stats.busy.fetch_add(1, Ordering::Relaxed);
             return Err(InferenceError::Busy);
         };
         self.inferences.fetch_add(1, Ordering::Relaxed);
-        let started = std::time::Instant::now();
-        let delay = self.delay;
-        // The permit travels with the work: a timed-out inference still
-        // holds its slot until it really ends, so overload stays bounded.
-        let work = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
-            }
-            model.predict(&rows, explain)
-        });
-        let result = match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(InferenceError::Failed(format!(
-                "inference task failed: {e}"
-            ))),
-            Err(_) => Err(InferenceError::Timeout(self.timeout.as_millis() as u64)),
-        };
-        let outcome = match &result {
-            Ok(_) => &stats.ok,
-            Err(InferenceError::Timeout(_)) => &stats.timeout,
-            Err(_) => &stats.failed,
-        };
-        outcome.fetch_add(1, Ordering::Relaxed);
-        stats.duration.observe(started.elapsed());
-        result
+        Ok(permit)
     }
 
     /// An upstream model: network I/O only, so no blocking-pool slot; its

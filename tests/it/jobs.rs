@@ -209,6 +209,14 @@ fn a_job_answers_as_v2_predict_does_in_input_order() {
     let after = get(&d, &metrics_key, "/metrics").body;
     assert_eq!(inferences(&after), before);
     assert_eq!(all_results(&d, &api_key, &again), results);
+    // A user's job fills only v2's entries (`cache warm` fills v1's too).
+    let v1 = post(
+        &d,
+        &api_key,
+        "/api/v1/predict",
+        &json!({"features": instances[8]}),
+    );
+    assert_eq!(v1.header("x-cache"), Some("MISS"), "{}", v1.body);
 }
 
 #[test]
