@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::core::error;
 use crate::serving::cache::CacheKey;
 use crate::serving::jobs::{Claimed, Progress};
-use crate::serving::models::{self, Explain, InferenceError, Model, RunOn};
+use crate::serving::models::{self, Explain, InferenceError, Model, Prediction, Slot};
 use crate::store;
 
 /// How often an idle worker looks for a queued job.
@@ -100,8 +100,9 @@ impl Drop for Renewal {
 const MAX_TIMEOUTS: u32 = 3;
 /// The longest a worker waits between tries while the pool or upstream is busy.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// The nice value of a thread computing a job's chunk: live requests, on
-/// the runtime's threads, take the CPU from it whenever they need it.
+/// The nice value of a thread computing a job's chunk: when it competes
+/// with the runtime's threads for a CPU, the scheduler gives it about a
+/// tenth of their share, so live requests go first but a job still moves.
 const CHUNK_NICE: i32 = 10;
 
 /// Which prediction-cache entries a job's computed rows fill.
@@ -168,6 +169,7 @@ async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::
         let computed = {
             // Jobs never hold every inference slot: live requests keep one.
             let Ok(_slot) = slots.acquire().await else {
+                let _ = settle(&id, pending.take()).await;
                 return;
             };
             let chunk = Chunk {
@@ -275,43 +277,159 @@ struct Chunk {
     fill: Fill,
 }
 
-impl Chunk {
-    /// The chunk's results as the JSON text the store keeps, computed on a
-    /// thread of its own at a lower priority: the model, the cache and the
-    /// JSON work of a job never queue a live request behind them on the
-    /// runtime's threads.
-    async fn compute(self) -> Result<Vec<String>, InferenceError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let handle = tokio::runtime::Handle::current();
-        let spawned = std::thread::Builder::new()
-            .name("mlapi-job".into())
-            .spawn(move || {
-                lower_priority();
-                let _ = tx.send(handle.block_on(self.results()));
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start a thread for a job's chunk; will retry");
-            return Err(InferenceError::Busy);
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(InferenceError::Failed(
-                "a job's chunk thread ended without a result".into(),
-            ))
-        })
-    }
+/// How a chunk's missing rows get their predictions.
+enum Inference {
+    /// Nothing to compute: the cache held every row.
+    None,
+    /// An ONNX model, run on the chunk's own thread in this pool slot.
+    Here(Slot),
+    /// An upstream model's answer, already fetched on the runtime.
+    Fetched(Vec<Prediction>),
+}
 
-    async fn results(self) -> Result<Vec<String>, InferenceError> {
+impl Chunk {
+    /// The chunk's results, in order, as the JSON text the store keeps.
+    /// Rows the prediction cache holds (as single v2 predictions of the same
+    /// rows) come from it; the others are computed in one model call and
+    /// stored there (`fill`), so `/api/v2/predict` reads them. The CPU work
+    /// (the model, the answers, the JSON) runs on a thread of its own at a
+    /// lower priority, so a job never queues a live request behind it on the
+    /// runtime's threads; the cache's I/O stays on the runtime.
+    async fn compute(self) -> Result<Vec<String>, InferenceError> {
+        let model = &self.model;
         let rows = &self.rows[self.start as usize..self.end as usize];
-        let answers = chunk_results(&self.app, &self.model, rows, self.explain, self.fill).await?;
-        Ok(answers
+        let variant = match self.explain {
+            Explain::No => "v2",
+            Explain::Occlusion => "v2-explain",
+        };
+        let ttl = Duration::from_secs(model.cache_ttl_secs);
+        let key = |version, variant, row: &Vec<f64>| {
+            CacheKey::new(
+                &model.name,
+                &model.answer_id,
+                version,
+                variant,
+                std::slice::from_ref(row),
+            )
+        };
+        let keys: Vec<CacheKey> = rows.iter().map(|row| key(2, variant, row)).collect();
+        let cache = &self.app.cache;
+        // A stored answer is used only if it is an object with a prediction.
+        let found: Vec<Option<serde_json::Value>> =
+            futures_util::future::join_all(keys.iter().map(|key| cache.lookup(key, ttl)))
+                .await
+                .into_iter()
+                .map(|hit| {
+                    let mut value = hit?.value();
+                    let fields = value.as_object_mut()?;
+                    fields.get("prediction")?;
+                    for envelope in ["version", "model", "model_version", "cached"] {
+                        fields.remove(envelope);
+                    }
+                    Some(value)
+                })
+                .collect();
+        let missing: Vec<usize> = (0..rows.len()).filter(|&i| found[i].is_none()).collect();
+        let mut inputs: Vec<Vec<f32>> = missing
+            .iter()
+            .map(|&i| rows[i].iter().map(|v| *v as f32).collect())
+            .collect();
+        let registry = self.app.models();
+        let inference = if missing.is_empty() {
+            Inference::None
+        } else {
+            match registry.reserve(model).await {
+                Some(slot) => Inference::Here(slot?),
+                None => Inference::Fetched(
+                    registry
+                        .predict(Arc::clone(model), std::mem::take(&mut inputs), self.explain)
+                        .await?,
+                ),
+            }
+        };
+        // The v2 entries the computed rows fill, and v1's for `cache warm`.
+        let v1_too = self.fill == Fill::V1AndV2 && self.explain == Explain::No;
+        let fills: Vec<(CacheKey, Option<CacheKey>)> = missing
+            .iter()
+            .map(|&i| (keys[i].clone(), v1_too.then(|| key(1, "v1", &rows[i]))))
+            .collect();
+        let (start, explain, model) = (self.start, self.explain, Arc::clone(model));
+        let encoded = off_runtime(move || {
+            let computed = match inference {
+                Inference::None => Vec::new(),
+                Inference::Here(slot) => slot.run_here(&inputs, explain)?,
+                Inference::Fetched(predictions) => predictions,
+            };
+            if computed.len() != missing.len() {
+                return Err(InferenceError::Failed(format!(
+                    "{} predictions for {} rows",
+                    computed.len(),
+                    missing.len()
+                )));
+            }
+            let stores: Vec<(serde_json::Value, Option<serde_json::Value>)> = computed
+                .iter()
+                .map(|prediction| {
+                    (
+                        models::v2_single_answer(&model, prediction),
+                        v1_too.then(|| models::v1_answer(&model, prediction)),
+                    )
+                })
+                .collect();
+            let mut computed = computed.into_iter();
+            let results = found
+                .into_iter()
+                .enumerate()
+                .map(|(i, hit)| {
+                    let mut value = hit.unwrap_or_else(|| {
+                        let prediction = computed
+                            .next()
+                            .unwrap_or_else(|| unreachable!("counted above"));
+                        serde_json::to_value(prediction).unwrap_or_default()
+                    });
+                    value["index"] = serde_json::json!(start + i as u64);
+                    value.to_string()
+                })
+                .collect::<Vec<String>>();
+            Ok((results, stores))
+        })
+        .await?;
+        let (results, stores) = encoded?;
+        let stores = fills
             .into_iter()
-            .enumerate()
-            .map(|(i, mut value)| {
-                value["index"] = serde_json::json!(self.start + i as u64);
-                value.to_string()
-            })
-            .collect())
+            .zip(stores)
+            .map(|((v2_key, v1_key), (v2, v1))| async move {
+                cache.store(&v2_key, ttl, &v2).await;
+                if let (Some(key), Some(answer)) = (v1_key, v1) {
+                    cache.store(&key, ttl, &answer).await;
+                }
+            });
+        futures_util::future::join_all(stores).await;
+        Ok(results)
     }
+}
+
+/// Runs `work` on a thread of its own at nice `CHUNK_NICE` and waits for
+/// it without blocking the runtime. The thread does CPU work only (no
+/// runtime calls), so it may outlive a runtime that shuts down under it.
+async fn off_runtime<T, F>(work: F) -> Result<T, InferenceError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("mlapi-job".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(work());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start a thread for a job's chunk; will retry");
+        return Err(InferenceError::Busy);
+    }
+    rx.await
+        .map_err(|_| InferenceError::Failed("a job's chunk thread ended without a result".into()))
 }
 
 /// Lowers the calling thread's CPU priority (Linux: nice is per thread).
@@ -326,105 +444,4 @@ fn lower_priority() {
             tracing::debug!("could not lower a job thread's priority");
         }
     }
-}
-
-/// One chunk's results (prediction, confidence, probabilities, explanation
-/// when asked), in order. Rows the prediction cache holds (as single v2
-/// predictions of the same rows) come from it; the others are computed in
-/// one model call, on this thread, and stored there (`fill`), so
-/// `/api/v2/predict` reads them.
-async fn chunk_results(
-    app: &Arc<App>,
-    model: &Arc<Model>,
-    rows: &[Vec<f64>],
-    explain: Explain,
-    fill: Fill,
-) -> Result<Vec<serde_json::Value>, InferenceError> {
-    let variant = match explain {
-        Explain::No => "v2",
-        Explain::Occlusion => "v2-explain",
-    };
-    let ttl = Duration::from_secs(model.cache_ttl_secs);
-    let keys: Vec<CacheKey> = rows
-        .iter()
-        .map(|row| {
-            CacheKey::new(
-                &model.name,
-                &model.answer_id,
-                2,
-                variant,
-                std::slice::from_ref(row),
-            )
-        })
-        .collect();
-    // A stored answer is used only if it is an object with a prediction.
-    let found: Vec<Option<serde_json::Value>> =
-        futures_util::future::join_all(keys.iter().map(|key| app.cache.lookup(key, ttl)))
-            .await
-            .into_iter()
-            .map(|hit| {
-                let mut value = hit?.value();
-                let fields = value.as_object_mut()?;
-                fields.get("prediction")?;
-                for envelope in ["version", "model", "model_version", "cached"] {
-                    fields.remove(envelope);
-                }
-                Some(value)
-            })
-            .collect();
-    let missing: Vec<usize> = (0..rows.len()).filter(|&i| found[i].is_none()).collect();
-    let mut computed = Vec::new();
-    if !missing.is_empty() {
-        let inputs: Vec<Vec<f32>> = missing
-            .iter()
-            .map(|&i| rows[i].iter().map(|v| *v as f32).collect())
-            .collect();
-        computed = app
-            .models()
-            .predict(Arc::clone(model), inputs, explain, RunOn::ThisThread)
-            .await?;
-        let keys = &keys;
-        let stores = missing.iter().zip(&computed).map(|(&i, prediction)| {
-            let answer = models::v2_single_answer(model, prediction);
-            // `cache warm` without explanations: v1's entry for the row too.
-            let v1 = (fill == Fill::V1AndV2 && explain == Explain::No).then(|| {
-                (
-                    CacheKey::new(
-                        &model.name,
-                        &model.answer_id,
-                        1,
-                        "v1",
-                        std::slice::from_ref(&rows[i]),
-                    ),
-                    models::v1_answer(model, prediction),
-                )
-            });
-            async move {
-                app.cache.store(&keys[i], ttl, &answer).await;
-                if let Some((key, answer)) = v1 {
-                    app.cache.store(&key, ttl, &answer).await;
-                }
-            }
-        });
-        futures_util::future::join_all(stores).await;
-    }
-    if computed.len() != missing.len() {
-        return Err(InferenceError::Failed(format!(
-            "{} predictions for {} rows",
-            computed.len(),
-            missing.len()
-        )));
-    }
-    let mut computed = computed.into_iter();
-    Ok(found
-        .into_iter()
-        .map(|hit| {
-            hit.unwrap_or_else(|| {
-                let prediction = computed
-                    .next()
-                    .unwrap_or_else(|| unreachable!("counted above"));
-                serde_json::to_value(prediction).unwrap_or_default()
-            })
-        })
-        .collect())
 }

@@ -602,15 +602,51 @@ fn answer_id(
     format!("{:x}", h.finalize())
 }
 
-/// Where `Registry::predict` runs an ONNX model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunOn {
-    /// Tokio's blocking pool: for a request on the async runtime.
-    BlockingPool,
-    /// The calling thread, which it blocks: only for a thread of its own
-    /// (a job's chunk, at a lower priority than the runtime), never the
-    /// runtime's. An overrun of the timeout is a timeout once it ends.
-    ThisThread,
+/// One reserved slot of the inference pool (`Registry::reserve`).
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    model: Arc<Model>,
+    delay: Duration,
+    timeout: Duration,
+}
+
+impl Slot {
+    /// Runs the model on the calling thread, which it blocks: for a thread
+    /// of its own (a job's chunk), never the runtime's. The timeout counts
+    /// this thread's CPU time (and the test hook's delay), so a thread kept
+    /// waiting by live requests is not timed out for it. The slot is free
+    /// again when this returns.
+    pub fn run_here(
+        self,
+        rows: &[Vec<f32>],
+        explain: Explain,
+    ) -> Result<Vec<Prediction>, InferenceError> {
+        let started = std::time::Instant::now();
+        let cpu = thread_cpu_time();
+        let run =
+            std::panic::AssertUnwindSafe(|| run_local(&self.model, rows, explain, self.delay));
+        let mut result = std::panic::catch_unwind(run)
+            .unwrap_or_else(|_| Err(InferenceError::Failed("the inference panicked".into())));
+        let spent = thread_cpu_time().saturating_sub(cpu) + self.delay;
+        if result.is_ok() && spent > self.timeout {
+            result = Err(InferenceError::Timeout(self.timeout.as_millis() as u64));
+        }
+        record(&self.model.stats, &result, started.elapsed());
+        result
+    }
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec the call writes; no other memory is touched.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// One ONNX inference on the calling thread, after the test hook's delay.
@@ -802,15 +838,13 @@ impl Registry {
             .collect()
     }
 
-    /// Runs `model` on `rows`: at most `inference.max_concurrent` at once,
-    /// each bounded by `inference.timeout_ms`. An ONNX model runs where
-    /// `on` says; an upstream one on the async runtime (network I/O).
+    /// Runs `model` on `rows` on the blocking pool: at most
+    /// `inference.max_concurrent` at once, each bounded by `inference.timeout_ms`.
     pub async fn predict(
         &self,
         model: Arc<Model>,
         rows: Vec<Vec<f32>>,
         explain: Explain,
-        on: RunOn,
     ) -> Result<Vec<Prediction>, InferenceError> {
         if let Backend::Upstream(upstream) = &model.backend {
             return Self::predict_upstream(&model, upstream, &rows, explain).await;
@@ -819,35 +853,36 @@ impl Registry {
         let started = std::time::Instant::now();
         let stats = Arc::clone(&model.stats);
         let delay = self.delay;
-        let timeout = Err(InferenceError::Timeout(self.timeout.as_millis() as u64));
-        let result = match on {
-            RunOn::BlockingPool => {
-                // The permit travels with the work: a timed-out inference still
-                // holds its slot until it really ends, so overload stays bounded.
-                let work = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    run_local(&model, &rows, explain, delay)
-                });
-                match tokio::time::timeout(self.timeout, work).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(e)) => Err(InferenceError::Failed(format!(
-                        "inference task failed: {e}"
-                    ))),
-                    Err(_) => timeout,
-                }
-            }
-            RunOn::ThisThread => {
-                let result = run_local(&model, &rows, explain, delay);
-                drop(permit);
-                if result.is_ok() && started.elapsed() > self.timeout {
-                    timeout
-                } else {
-                    result
-                }
-            }
+        // The permit travels with the work: a timed-out inference still
+        // holds its slot until it really ends, so overload stays bounded.
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            run_local(&model, &rows, explain, delay)
+        });
+        let result = match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(InferenceError::Failed(format!(
+                "inference task failed: {e}"
+            ))),
+            Err(_) => Err(InferenceError::Timeout(self.timeout.as_millis() as u64)),
         };
         record(&stats, &result, started.elapsed());
         result
+    }
+
+    /// A slot of the same pool for an ONNX model, to run it later on a
+    /// thread of the caller's own (`Slot::run_here`); `None` for an
+    /// upstream model, which `predict` runs on the runtime.
+    pub async fn reserve(&self, model: &Arc<Model>) -> Option<Result<Slot, InferenceError>> {
+        if let Backend::Upstream(_) = model.backend {
+            return None;
+        }
+        Some(self.permit(model).await.map(|permit| Slot {
+            _permit: permit,
+            model: Arc::clone(model),
+            delay: self.delay,
+            timeout: self.timeout,
+        }))
     }
 
     /// A slot in the inference pool, waiting at most the timeout for one.

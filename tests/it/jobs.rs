@@ -779,3 +779,78 @@ fn a_draining_daemon_ends_its_event_streams() {
         started.elapsed()
     );
 }
+
+/// The nice value and name of each of the daemon's threads.
+fn threads(pid: u32) -> Vec<(String, i64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            Some((name.trim().to_string(), nice(&stat)?))
+        })
+        .collect()
+}
+
+/// The nice value in a `/proc/…/stat` line: after "(comm)", state is
+/// field 3 and nice field 19.
+fn nice(stat: &str) -> Option<i64> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn chunks_run_on_a_lower_priority_thread_and_overruns_fail_the_job() {
+    let setup = Setup::new(&jobs_config(
+        "chunk_size = 1",
+        "[inference]\ntimeout_ms = 1000\n[debug]\ninference_delay_ms = 300\n",
+    ));
+    add_user(&setup, "uma", "user");
+    let uma = key(&setup, "uma", "predict:read jobs:read jobs:write");
+    let d = setup.start_process();
+    let r = post(&d, &uma, "/api/v1/jobs", &json!({"instances": rows(6)}));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    eventually(Duration::from_secs(10), || {
+        seen = threads(d.pid());
+        seen.iter().any(|(name, _)| name == "mlapi-job")
+    });
+    // Relative to the daemon's own nice value, whatever CI runs it at.
+    let base = nice(&std::fs::read_to_string(format!("/proc/{}/stat", d.pid())).unwrap()).unwrap();
+    for (name, nice) in &seen {
+        let expected = if name == "mlapi-job" { base + 10 } else { base };
+        assert_eq!(*nice, expected, "thread {name}: {seen:?}");
+    }
+    let job = wait_finished(&d, &uma, &id, Duration::from_secs(20));
+    assert_eq!(job["status"], "succeeded", "{job}");
+    drop(d);
+
+    // The same chunk over the timeout: three tries, then the job fails.
+    let setup = Setup::new(&jobs_config(
+        "chunk_size = 1",
+        "[inference]\ntimeout_ms = 100\n[debug]\ninference_delay_ms = 150\n",
+    ));
+    add_user(&setup, "uma", "user");
+    let uma = key(&setup, "uma", "predict:read jobs:read jobs:write");
+    let d = setup.start_process();
+    let r = post(&d, &uma, "/api/v1/jobs", &json!({"instances": rows(2)}));
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let job = wait_finished(&d, &uma, &id, Duration::from_secs(20));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not finish within the inference timeout"),
+        "{job}"
+    );
+    assert_eq!(job["done"], 0, "{job}");
+}

@@ -15,7 +15,7 @@ use crate::core::error::FieldError;
 use crate::http::pipeline::{Call, RequestContext};
 use crate::http::problem::{json_response, json_text_response, ApiError, Response, JSON};
 use crate::serving::cache::{CacheKey, Outcome, Read};
-use crate::serving::models::{self, Explain, InferenceError, Model, Prediction, RunOn};
+use crate::serving::models::{self, Explain, InferenceError, Model, Prediction};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,7 +243,7 @@ pub(super) async fn run(
     explain: Explain,
 ) -> Result<Vec<Prediction>, ApiError> {
     app.models()
-        .predict(model, rows, explain, RunOn::BlockingPool)
+        .predict(model, rows, explain)
         .await
         .map_err(|e| match e {
             InferenceError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
