@@ -100,10 +100,6 @@ impl Drop for Renewal {
 const MAX_TIMEOUTS: u32 = 3;
 /// The longest a worker waits between tries while the pool or upstream is busy.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// The nice value of a thread computing a job's chunk: when it competes
-/// with the runtime's threads for a CPU, the scheduler gives it about a
-/// tenth of their share, so live requests go first but a job still moves.
-const CHUNK_NICE: i32 = 10;
 
 /// Which prediction-cache entries a job's computed rows fill.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -409,7 +405,7 @@ impl Chunk {
     }
 }
 
-/// Runs `work` on a thread of its own at nice `CHUNK_NICE` and waits for
+/// Runs `work` on a thread of its own at idle priority and waits for
 /// it without blocking the runtime. The thread does CPU work only (no
 /// runtime calls), so it may outlive a runtime that shuts down under it.
 async fn off_runtime<T, F>(work: F) -> Result<T, InferenceError>
@@ -432,15 +428,17 @@ where
         .map_err(|_| InferenceError::Failed("a job's chunk thread ended without a result".into()))
 }
 
-/// Lowers the calling thread's CPU priority (Linux: nice is per thread).
-/// Raising it back would need CAP_SYS_NICE, so it is only for a thread that
-/// ends with its chunk.
+/// Puts the calling thread in Linux's SCHED_IDLE class: it runs on a CPU
+/// no other thread wants, and a waking request thread takes the CPU from it
+/// at once (a nice value only weights the share, and a low-weight thread
+/// may finish its slice first). An unprivileged thread cannot leave the
+/// class again, so it is only for a thread that ends with its chunk.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread; no memory is shared.
-    unsafe {
-        let tid = libc::gettid();
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, CHUNK_NICE) != 0 {
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: 0 names the calling thread; `param` is a valid sched_param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
             tracing::debug!("could not lower a job thread's priority");
         }
     }

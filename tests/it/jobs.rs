@@ -780,8 +780,9 @@ fn a_draining_daemon_ends_its_event_streams() {
     );
 }
 
-/// The nice value and name of each of the daemon's threads.
-fn threads(pid: u32) -> Vec<(String, i64)> {
+/// The name and scheduling policy (0 normal, 5 SCHED_IDLE) of each of the
+/// daemon's threads.
+fn threads(pid: u32) -> Vec<(String, u32)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -790,24 +791,15 @@ fn threads(pid: u32) -> Vec<(String, i64)> {
             let path = task.ok()?.path();
             let name = std::fs::read_to_string(path.join("comm")).ok()?;
             let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            Some((name.trim().to_string(), nice(&stat)?))
+            // After "(comm)" comes field 3 (state); the policy is field 41.
+            let policy = stat.rsplit_once(')')?.1.split_whitespace().nth(38)?;
+            Some((name.trim().to_string(), policy.parse().ok()?))
         })
         .collect()
 }
 
-/// The nice value in a `/proc/…/stat` line: after "(comm)", state is
-/// field 3 and nice field 19.
-fn nice(stat: &str) -> Option<i64> {
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(16)?
-        .parse()
-        .ok()
-}
-
 #[test]
-fn chunks_run_on_a_lower_priority_thread_and_overruns_fail_the_job() {
+fn chunks_run_on_an_idle_priority_thread_and_overruns_fail_the_job() {
     let setup = Setup::new(&jobs_config(
         "chunk_size = 1",
         "[inference]\ntimeout_ms = 1000\n[debug]\ninference_delay_ms = 300\n",
@@ -823,11 +815,9 @@ fn chunks_run_on_a_lower_priority_thread_and_overruns_fail_the_job() {
         seen = threads(d.pid());
         seen.iter().any(|(name, _)| name == "mlapi-job")
     });
-    // Relative to the daemon's own nice value, whatever CI runs it at.
-    let base = nice(&std::fs::read_to_string(format!("/proc/{}/stat", d.pid())).unwrap()).unwrap();
-    for (name, nice) in &seen {
-        let expected = if name == "mlapi-job" { base + 10 } else { base };
-        assert_eq!(*nice, expected, "thread {name}: {seen:?}");
+    for (name, policy) in &seen {
+        let expected = if name == "mlapi-job" { 5 } else { 0 };
+        assert_eq!(*policy, expected, "thread {name}: {seen:?}");
     }
     let job = wait_finished(&d, &uma, &id, Duration::from_secs(20));
     assert_eq!(job["status"], "succeeded", "{job}");
