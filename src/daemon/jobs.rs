@@ -27,19 +27,29 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
 /// One worker, until `stop`.
 pub(super) async fn work(app: Arc<App>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    let mut thread = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        let claiming = Arc::clone(&app);
-        match store::blocking(move || claiming.jobs.claim()).await {
-            // The next queued job, at once.
-            Ok(Some(claimed)) => {
-                run(&app, claimed, &slots, &stop).await;
-                continue;
+        if thread.is_none() {
+            thread = ChunkThread::start()
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "could not start a job worker's thread; will retry")
+                })
+                .ok();
+        }
+        if let Some(thread) = &thread {
+            let claiming = Arc::clone(&app);
+            match store::blocking(move || claiming.jobs.claim()).await {
+                // The next queued job, at once.
+                Ok(Some(claimed)) => {
+                    run(&app, claimed, &slots, &stop, thread).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not claim a job; will retry"),
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not claim a job; will retry"),
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
@@ -116,7 +126,13 @@ struct Commit {
     handle: JoinHandle<error::Result<Progress>>,
 }
 
-async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::Receiver<bool>) {
+async fn run(
+    app: &Arc<App>,
+    claimed: Claimed,
+    slots: &Semaphore,
+    stop: &watch::Receiver<bool>,
+    thread: &ChunkThread,
+) {
     let Claimed { job, rows, lease } = claimed;
     let id = job.id.clone();
     tracing::info!(job = %id, model = %job.model, total = job.total, done = job.done, "job claimed");
@@ -177,7 +193,7 @@ async fn run(app: &Arc<App>, claimed: Claimed, slots: &Semaphore, stop: &watch::
                 explain,
                 fill,
             };
-            chunk.compute().await
+            chunk.compute(thread).await
         };
         let results = match computed {
             Ok(results) => results,
@@ -277,7 +293,7 @@ struct Chunk {
 enum Inference {
     /// Nothing to compute: the cache held every row.
     None,
-    /// An ONNX model, run on the chunk's own thread in this pool slot.
+    /// An ONNX model, run on the worker's own thread in this pool slot.
     Here(Slot),
     /// An upstream model's answer, already fetched on the runtime.
     Fetched(Vec<Prediction>),
@@ -288,10 +304,10 @@ impl Chunk {
     /// Rows the prediction cache holds (as single v2 predictions of the same
     /// rows) come from it; the others are computed in one model call and
     /// stored there (`fill`), so `/api/v2/predict` reads them. The CPU work
-    /// (the model, the answers, the JSON) runs on a thread of its own at a
-    /// lower priority, so a job never queues a live request behind it on the
+    /// (the model, the answers, the JSON) runs on the worker's `thread` at
+    /// idle priority, so a job never queues a live request behind it on the
     /// runtime's threads; the cache's I/O stays on the runtime.
-    async fn compute(self) -> Result<Vec<String>, InferenceError> {
+    async fn compute(self, thread: &ChunkThread) -> Result<Vec<String>, InferenceError> {
         let model = &self.model;
         let rows = &self.rows[self.start as usize..self.end as usize];
         let variant = match self.explain {
@@ -350,46 +366,47 @@ impl Chunk {
             .map(|&i| (keys[i].clone(), v1_too.then(|| key(1, "v1", &rows[i]))))
             .collect();
         let (start, explain, model) = (self.start, self.explain, Arc::clone(model));
-        let encoded = off_runtime(move || {
-            let computed = match inference {
-                Inference::None => Vec::new(),
-                Inference::Here(slot) => slot.run_here(&inputs, explain)?,
-                Inference::Fetched(predictions) => predictions,
-            };
-            if computed.len() != missing.len() {
-                return Err(InferenceError::Failed(format!(
-                    "{} predictions for {} rows",
-                    computed.len(),
-                    missing.len()
-                )));
-            }
-            let stores: Vec<(serde_json::Value, Option<serde_json::Value>)> = computed
-                .iter()
-                .map(|prediction| {
-                    (
-                        models::v2_single_answer(&model, prediction),
-                        v1_too.then(|| models::v1_answer(&model, prediction)),
-                    )
-                })
-                .collect();
-            let mut computed = computed.into_iter();
-            let results = found
-                .into_iter()
-                .enumerate()
-                .map(|(i, hit)| {
-                    let mut value = hit.unwrap_or_else(|| {
-                        let prediction = computed
-                            .next()
-                            .unwrap_or_else(|| unreachable!("counted above"));
-                        serde_json::to_value(prediction).unwrap_or_default()
-                    });
-                    value["index"] = serde_json::json!(start + i as u64);
-                    value.to_string()
-                })
-                .collect::<Vec<String>>();
-            Ok((results, stores))
-        })
-        .await?;
+        let encoded = thread
+            .run(move || {
+                let computed = match inference {
+                    Inference::None => Vec::new(),
+                    Inference::Here(slot) => slot.run_here(&inputs, explain)?,
+                    Inference::Fetched(predictions) => predictions,
+                };
+                if computed.len() != missing.len() {
+                    return Err(InferenceError::Failed(format!(
+                        "{} predictions for {} rows",
+                        computed.len(),
+                        missing.len()
+                    )));
+                }
+                let stores: Vec<(serde_json::Value, Option<serde_json::Value>)> = computed
+                    .iter()
+                    .map(|prediction| {
+                        (
+                            models::v2_single_answer(&model, prediction),
+                            v1_too.then(|| models::v1_answer(&model, prediction)),
+                        )
+                    })
+                    .collect();
+                let mut computed = computed.into_iter();
+                let results = found
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, hit)| {
+                        let mut value = hit.unwrap_or_else(|| {
+                            let prediction = computed
+                                .next()
+                                .unwrap_or_else(|| unreachable!("counted above"));
+                            serde_json::to_value(prediction).unwrap_or_default()
+                        });
+                        value["index"] = serde_json::json!(start + i as u64);
+                        value.to_string()
+                    })
+                    .collect::<Vec<String>>();
+                Ok((results, stores))
+            })
+            .await?;
         let (results, stores) = encoded?;
         let stores = fills
             .into_iter()
@@ -405,34 +422,56 @@ impl Chunk {
     }
 }
 
-/// Runs `work` on a thread of its own at idle priority and waits for
-/// it without blocking the runtime. The thread does CPU work only (no
-/// runtime calls), so it may outlive a runtime that shuts down under it.
-async fn off_runtime<T, F>(work: F) -> Result<T, InferenceError>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("mlapi-job".into())
-        .spawn(move || {
-            lower_priority();
-            let _ = tx.send(work());
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start a thread for a job's chunk; will retry");
-        return Err(InferenceError::Busy);
+type Work = Box<dyn FnOnce() + Send>;
+
+/// A worker's own thread, in the idle scheduling class, for its chunks' CPU
+/// work. It lives as long as the worker: a thread started and ended per
+/// chunk costs the allocator a heap set up and torn down each time. It
+/// makes no runtime calls, so it may outlive a runtime that shuts down
+/// under it; it ends when the worker drops it.
+struct ChunkThread(std::sync::mpsc::Sender<Work>);
+
+impl ChunkThread {
+    fn start() -> std::io::Result<ChunkThread> {
+        let (tx, rx) = std::sync::mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("mlapi-job".into())
+            .spawn(move || {
+                lower_priority();
+                for work in rx {
+                    // A panic drops its result's sender, which `run` reports;
+                    // the thread goes on with the next chunk.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                }
+            })?;
+        Ok(ChunkThread(tx))
     }
-    rx.await
-        .map_err(|_| InferenceError::Failed("a job's chunk thread ended without a result".into()))
+
+    /// Runs `work` on the thread and waits for it without blocking the runtime.
+    async fn run<T, F>(&self, work: F) -> Result<T, InferenceError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.0.send(Box::new(move || {
+            let _ = tx.send(work());
+        }));
+        if sent.is_err() {
+            return Err(InferenceError::Failed(
+                "a job worker's thread has ended".into(),
+            ));
+        }
+        rx.await
+            .map_err(|_| InferenceError::Failed("a job's chunk failed on its thread".into()))
+    }
 }
 
 /// Puts the calling thread in Linux's SCHED_IDLE class: it runs on a CPU
 /// no other thread wants, and a waking request thread takes the CPU from it
 /// at once (a nice value only weights the share, and a low-weight thread
 /// may finish its slice first). An unprivileged thread cannot leave the
-/// class again, so it is only for a thread that ends with its chunk.
+/// class again, so it is only for a thread that does job work only.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {

@@ -107,11 +107,11 @@ fn job_from_row(row: &rusqlite::Row) -> rusqlite::Result<Job> {
 
 /// One job by id, of `owner` when given; 404 otherwise.
 fn find(c: &rusqlite::Connection, owner: Option<&str>, id: &str) -> Result<Job> {
-    c.query_row(
-        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"),
-        params![id, owner],
-        job_from_row,
-    )
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
+    ))
+    .map_err(StoreError::from)?
+    .query_row(params![id, owner], job_from_row)
     .optional()
     .map_err(StoreError::from)?
     .ok_or_else(|| Error::NotFound(format!("no job {id:?}")))
@@ -609,12 +609,13 @@ impl Jobs {
         let until = now + (self.config.lease_secs * 1000) as i64;
         let mut changed = None;
         let progress = self.store.write(|tx| -> Result<Progress> {
+            // Cached statements: a job commits a chunk many times a second.
             let (status, owner, done, total): (String, Option<String>, i64, i64) = tx
-                .query_row(
-                    "SELECT status, lease_owner, done, total FROM jobs WHERE id = ?1",
-                    params![id],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                )
+                .prepare_cached("SELECT status, lease_owner, done, total FROM jobs WHERE id = ?1")
+                .map_err(StoreError::from)?
+                .query_row(params![id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
                 .optional()
                 .map_err(StoreError::from)?
                 // Purged meanwhile: as good as cancelled.
@@ -636,16 +637,22 @@ impl Jobs {
             }
             let done = start + results.len() as u64;
             let finished = done >= total;
-            tx.execute(
-                &format!(
-                    "UPDATE jobs SET done = ?2, model_version = ?3, lease_until_ms = ?4, \
-                     status = CASE WHEN ?5 THEN 'succeeded' ELSE status END, \
-                     finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
-                     lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END, \
-                     rev = {NEXT_REV} WHERE id = ?1"
-                ),
-                params![id, done as i64, model_version, until, finished, time::now()],
-            )
+            tx.prepare_cached(&format!(
+                "UPDATE jobs SET done = ?2, model_version = ?3, lease_until_ms = ?4, \
+                 status = CASE WHEN ?5 THEN 'succeeded' ELSE status END, \
+                 finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
+                 lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END, \
+                 rev = {NEXT_REV} WHERE id = ?1"
+            ))
+            .map_err(StoreError::from)?
+            .execute(params![
+                id,
+                done as i64,
+                model_version,
+                until,
+                finished,
+                time::now()
+            ])
             .map_err(StoreError::from)?;
             changed = Some(find(tx, None, id)?);
             Ok(if finished {
