@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::OnRedisError;
 use crate::config::{self, Config, CorsConfig, Overrides};
+use crate::core::traffic::Traffic;
 use crate::identity::keys::Pepper;
 use crate::identity::tokens::TokenKeys;
 use crate::identity::Identity;
@@ -64,6 +65,8 @@ pub struct App {
     pub started: Instant,
     /// True once the daemon drains: long-lived answers (event streams) end.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The HTTP requests being answered: job workers step aside for them.
+    pub traffic: Traffic,
 }
 
 /// What a process opens the state for: it decides whether models load and
@@ -172,6 +175,7 @@ impl App {
             jobs,
             started: Instant::now(),
             stopping: tokio::sync::watch::Sender::new(false),
+            traffic: Traffic::default(),
         }))
     }
 

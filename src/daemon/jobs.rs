@@ -8,12 +8,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::app::App;
 use crate::core::error;
-use crate::serving::cache::CacheKey;
+use crate::core::traffic::Traffic;
+use crate::serving::cache::{Answer, CacheKey};
 use crate::serving::jobs::{Claimed, Progress};
 use crate::serving::models::{self, Explain, InferenceError, Model, Prediction, Slot};
 use crate::store;
@@ -24,6 +24,22 @@ const POLL: Duration = Duration::from_millis(200);
 const BACKOFF: Duration = Duration::from_millis(200);
 /// How often finished jobs past `jobs.retention_secs` are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+/// The longest one step of a chunk waits for the callers' requests in
+/// flight to end: under unbroken traffic a job still moves.
+const MAX_YIELD: Duration = Duration::from_millis(20);
+/// Rows per model call on a job's thread, which steps aside between calls.
+const ROWS_PER_CALL: usize = 16;
+
+/// Waits, at most `MAX_YIELD`, until no caller's request is in flight: on
+/// a job's own thread, before each step of a chunk, so a step rarely runs
+/// beside a request at all (the idle class alone still shares the caches,
+/// memory and SQLite with it).
+fn step_aside(traffic: &Traffic) {
+    let started = std::time::Instant::now();
+    while traffic.busy() && started.elapsed() < MAX_YIELD {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
 
 /// One worker, until `stop`.
 pub(super) async fn work(app: Arc<App>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
@@ -33,7 +49,7 @@ pub(super) async fn work(app: Arc<App>, slots: Arc<Semaphore>, mut stop: watch::
             return;
         }
         if thread.is_none() {
-            thread = ChunkThread::start()
+            thread = JobThread::start()
                 .inspect_err(|e| {
                     tracing::warn!(error = %e, "could not start a job worker's thread; will retry")
                 })
@@ -123,7 +139,7 @@ enum Fill {
 /// A chunk's commit in flight: the next chunk computes while it runs.
 struct Commit {
     start: u64,
-    handle: JoinHandle<error::Result<Progress>>,
+    result: oneshot::Receiver<error::Result<Progress>>,
 }
 
 async fn run(
@@ -131,7 +147,7 @@ async fn run(
     claimed: Claimed,
     slots: &Semaphore,
     stop: &watch::Receiver<bool>,
-    thread: &ChunkThread,
+    thread: &JobThread,
 ) {
     let Claimed { job, rows, lease } = claimed;
     let id = job.id.clone();
@@ -245,14 +261,21 @@ async fn run(
         }
         let committing = Arc::clone(app);
         let (cid, clease, version) = (id.clone(), lease.clone(), model.version.clone());
-        pending = Some(Commit {
-            start,
-            handle: tokio::task::spawn_blocking(move || {
-                committing
-                    .jobs
-                    .commit_chunk(&cid, &clease, start, &version, &results)
-            }),
+        let total = job.total;
+        // Queued behind this chunk's work and before the next one's: one
+        // thread per worker, so a worker's job work never takes two CPUs.
+        let sent = thread.send(move || {
+            step_aside(&committing.traffic);
+            committing
+                .jobs
+                .commit_chunk(&cid, &clease, (start, total), &version, &results)
         });
+        let Ok(result) = sent else {
+            // The lease lapses and a worker resumes from the last commit.
+            tracing::warn!(job = %id, "a job worker's thread has ended");
+            return;
+        };
+        pending = Some(Commit { start, result });
         start = end;
     }
     let _ = settle(&id, pending.take()).await;
@@ -261,10 +284,10 @@ async fn run(
 /// Waits for a chunk's commit: `Break` when the job is over for this worker
 /// (finished, cancelled, taken over, or the commit failed).
 async fn settle(id: &str, commit: Option<Commit>) -> ControlFlow<()> {
-    let Some(Commit { start, handle }) = commit else {
+    let Some(Commit { start, result }) = commit else {
         return ControlFlow::Continue(());
     };
-    match handle.await {
+    match result.await {
         Ok(Ok(Progress::Continue)) => return ControlFlow::Continue(()),
         Ok(Ok(Progress::Finished)) => tracing::info!(job = %id, "job succeeded"),
         Ok(Ok(Progress::Cancelled)) => tracing::info!(job = %id, done = start, "job cancelled"),
@@ -273,7 +296,7 @@ async fn settle(id: &str, commit: Option<Commit>) -> ControlFlow<()> {
         }
         // The lease lapses and a worker resumes from the last commit.
         Ok(Err(e)) => tracing::warn!(job = %id, error = %e, "could not commit a chunk"),
-        Err(e) => tracing::warn!(job = %id, error = %e, "a chunk's commit did not finish"),
+        Err(_) => tracing::warn!(job = %id, "a chunk's commit did not finish (it panicked)"),
     }
     ControlFlow::Break(())
 }
@@ -303,74 +326,84 @@ impl Chunk {
     /// The chunk's results, in order, as the JSON text the store keeps.
     /// Rows the prediction cache holds (as single v2 predictions of the same
     /// rows) come from it; the others are computed in one model call and
-    /// stored there (`fill`), so `/api/v2/predict` reads them. The CPU work
-    /// (the model, the answers, the JSON) runs on the worker's `thread` at
-    /// idle priority, so a job never queues a live request behind it on the
-    /// runtime's threads; the cache's I/O stays on the runtime.
-    async fn compute(self, thread: &ChunkThread) -> Result<Vec<String>, InferenceError> {
-        let model = &self.model;
-        let rows = &self.rows[self.start as usize..self.end as usize];
-        let variant = match self.explain {
+    /// stored there (`fill`), so `/api/v2/predict` reads them. All the CPU
+    /// work (the keys, the memory tier's lookups and stores, the model, the
+    /// answers, the JSON) runs on the worker's `thread` at idle priority,
+    /// so a job never queues a live request behind it on the runtime's
+    /// threads; the runtime only waits, and talks to Redis when configured.
+    async fn compute(self, thread: &JobThread) -> Result<Vec<String>, InferenceError> {
+        let Chunk {
+            app,
+            model,
+            rows,
+            start,
+            end,
+            explain,
+            fill,
+        } = self;
+        let variant = match explain {
             Explain::No => "v2",
             Explain::Occlusion => "v2-explain",
         };
         let ttl = Duration::from_secs(model.cache_ttl_secs);
-        let key = |version, variant, row: &Vec<f64>| {
-            CacheKey::new(
-                &model.name,
-                &model.answer_id,
-                version,
-                variant,
-                std::slice::from_ref(row),
-            )
-        };
-        let keys: Vec<CacheKey> = rows.iter().map(|row| key(2, variant, row)).collect();
-        let cache = &self.app.cache;
-        // A stored answer is used only if it is an object with a prediction.
-        let found: Vec<Option<serde_json::Value>> =
-            futures_util::future::join_all(keys.iter().map(|key| cache.lookup(key, ttl)))
-                .await
-                .into_iter()
-                .map(|hit| {
-                    let mut value = hit?.value();
-                    let fields = value.as_object_mut()?;
-                    fields.get("prediction")?;
-                    for envelope in ["version", "model", "model_version", "cached"] {
-                        fields.remove(envelope);
-                    }
-                    Some(value)
+        let range = start as usize..end as usize;
+        let (keys, mut found) = {
+            let (app, model, rows, range) = (
+                Arc::clone(&app),
+                Arc::clone(&model),
+                Arc::clone(&rows),
+                range.clone(),
+            );
+            thread
+                .run(move || {
+                    step_aside(&app.traffic);
+                    let keys: Vec<CacheKey> = rows[range]
+                        .iter()
+                        .map(|row| cache_key(&model, 2, variant, row))
+                        .collect();
+                    let found = block_on(app.cache.lookup_local(&keys, ttl));
+                    (keys, found)
                 })
-                .collect();
-        let missing: Vec<usize> = (0..rows.len()).filter(|&i| found[i].is_none()).collect();
-        let mut inputs: Vec<Vec<f32>> = missing
-            .iter()
-            .map(|&i| rows[i].iter().map(|v| *v as f32).collect())
-            .collect();
-        let registry = self.app.models();
+                .await?
+        };
+        app.cache.lookup_remote(&keys, &mut found, ttl).await;
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        let registry = app.models();
         let inference = if missing.is_empty() {
             Inference::None
         } else {
-            match registry.reserve(model).await {
+            match registry.reserve(&model).await {
                 Some(slot) => Inference::Here(slot?),
-                None => Inference::Fetched(
-                    registry
-                        .predict(Arc::clone(model), std::mem::take(&mut inputs), self.explain)
-                        .await?,
-                ),
+                None => {
+                    let inputs = missing
+                        .iter()
+                        .map(|&i| to_input(&rows[range.start + i]))
+                        .collect();
+                    Inference::Fetched(
+                        registry
+                            .predict(Arc::clone(&model), inputs, explain)
+                            .await?,
+                    )
+                }
             }
         };
-        // The v2 entries the computed rows fill, and v1's for `cache warm`.
-        let v1_too = self.fill == Fill::V1AndV2 && self.explain == Explain::No;
-        let fills: Vec<(CacheKey, Option<CacheKey>)> = missing
-            .iter()
-            .map(|&i| (keys[i].clone(), v1_too.then(|| key(1, "v1", &rows[i]))))
-            .collect();
-        let (start, explain, model) = (self.start, self.explain, Arc::clone(model));
-        let encoded = thread
+        let cache_app = Arc::clone(&app);
+        let (results, stored) = thread
             .run(move || {
+                let app = cache_app;
+                let rows = &rows[range];
                 let computed = match inference {
                     Inference::None => Vec::new(),
-                    Inference::Here(slot) => slot.run_here(&inputs, explain)?,
+                    Inference::Here(slot) => {
+                        let inputs: Vec<Vec<f32>> =
+                            missing.iter().map(|&i| to_input(&rows[i])).collect();
+                        let mut computed = Vec::with_capacity(inputs.len());
+                        for part in inputs.chunks(ROWS_PER_CALL) {
+                            step_aside(&app.traffic);
+                            computed.extend(slot.run_here(part, explain)?);
+                        }
+                        computed
+                    }
                     Inference::Fetched(predictions) => predictions,
                 };
                 if computed.len() != missing.len() {
@@ -380,21 +413,27 @@ impl Chunk {
                         missing.len()
                     )));
                 }
-                let stores: Vec<(serde_json::Value, Option<serde_json::Value>)> = computed
-                    .iter()
-                    .map(|prediction| {
-                        (
-                            models::v2_single_answer(&model, prediction),
-                            v1_too.then(|| models::v1_answer(&model, prediction)),
-                        )
-                    })
-                    .collect();
+                // The v2 entries the computed rows fill, and v1's for `cache warm`.
+                let v1_too = fill == Fill::V1AndV2 && explain == Explain::No;
+                let mut stored = Vec::with_capacity(missing.len() * if v1_too { 2 } else { 1 });
+                for (&i, prediction) in missing.iter().zip(&computed) {
+                    let answer = models::v2_single_answer(&model, prediction);
+                    stored.push((keys[i].clone(), Answer::encode(&answer)));
+                    if v1_too {
+                        let answer = models::v1_answer(&model, prediction);
+                        stored.push((
+                            cache_key(&model, 1, "v1", &rows[i]),
+                            Answer::encode(&answer),
+                        ));
+                    }
+                }
                 let mut computed = computed.into_iter();
                 let results = found
                     .into_iter()
                     .enumerate()
                     .map(|(i, hit)| {
-                        let mut value = hit.unwrap_or_else(|| {
+                        // A stored answer is used only if it is an object with a prediction.
+                        let mut value = hit.and_then(from_cache).unwrap_or_else(|| {
                             let prediction = computed
                                 .next()
                                 .unwrap_or_else(|| unreachable!("counted above"));
@@ -404,47 +443,112 @@ impl Chunk {
                         value.to_string()
                     })
                     .collect::<Vec<String>>();
-                Ok((results, stores))
+                step_aside(&app.traffic);
+                block_on(app.cache.store_local(&stored, ttl));
+                Ok((results, stored))
             })
-            .await?;
-        let (results, stores) = encoded?;
-        let stores = fills
-            .into_iter()
-            .zip(stores)
-            .map(|((v2_key, v1_key), (v2, v1))| async move {
-                cache.store(&v2_key, ttl, &v2).await;
-                if let (Some(key), Some(answer)) = (v1_key, v1) {
-                    cache.store(&key, ttl, &answer).await;
-                }
-            });
-        futures_util::future::join_all(stores).await;
+            .await??;
+        if app.cache.has_remote() {
+            app.cache.store_remote(&stored, ttl).await;
+        }
         Ok(results)
+    }
+}
+
+/// The prediction-cache key of one row's single answer.
+fn cache_key(model: &Model, version: u8, variant: &str, row: &Vec<f64>) -> CacheKey {
+    CacheKey::new(
+        &model.name,
+        &model.answer_id,
+        version,
+        variant,
+        std::slice::from_ref(row),
+    )
+}
+
+fn to_input(row: &[f64]) -> Vec<f32> {
+    row.iter().map(|v| *v as f32).collect()
+}
+
+/// A cached single v2 answer as a job result: its prediction without the
+/// envelope; `None` when it is not such an answer (then it is computed).
+fn from_cache(answer: Answer) -> Option<serde_json::Value> {
+    let mut value = answer.value();
+    let fields = value.as_object_mut()?;
+    fields.get("prediction")?;
+    for envelope in ["version", "model", "model_version", "cached"] {
+        fields.remove(envelope);
+    }
+    Some(value)
+}
+
+/// Runs a future on the calling thread, parking it while the future waits:
+/// for the prediction cache's memory tier (which needs no runtime) on a
+/// job's own thread.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
     }
 }
 
 type Work = Box<dyn FnOnce() + Send>;
 
-/// A worker's own thread, in the idle scheduling class, for its chunks' CPU
-/// work. It lives as long as the worker: a thread started and ended per
-/// chunk costs the allocator a heap set up and torn down each time. It
-/// makes no runtime calls, so it may outlive a runtime that shuts down
-/// under it; it ends when the worker drops it.
-struct ChunkThread(std::sync::mpsc::Sender<Work>);
+/// A worker's own thread, in the idle scheduling class, for all of its
+/// chunks' CPU work and their commits, in order. It lives as long as the
+/// worker: a thread started and ended per chunk costs the allocator a heap
+/// set up and torn down each time. One thread, not one to compute and one
+/// to commit: with every CPU running idle-class work, a waking request
+/// waits far longer than with one CPU left free. It makes no runtime
+/// calls, so it may outlive a runtime that shuts down under it; it ends
+/// when the worker drops it.
+///
+/// A commit holds SQLite's write lock on a thread that gets a CPU only
+/// when no other thread wants one: with every CPU saturated, other writers
+/// (logins, key changes, submits) may wait for it, up to
+/// `database.busy_timeout_ms`, rather than live requests waiting for jobs.
+struct JobThread(std::sync::mpsc::Sender<Work>);
 
-impl ChunkThread {
-    fn start() -> std::io::Result<ChunkThread> {
+impl JobThread {
+    fn start() -> std::io::Result<JobThread> {
         let (tx, rx) = std::sync::mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("mlapi-job".into())
             .spawn(move || {
                 lower_priority();
                 for work in rx {
-                    // A panic drops its result's sender, which `run` reports;
-                    // the thread goes on with the next chunk.
+                    // A panic drops its result's sender, which the waiter
+                    // reports; the thread goes on with the next work.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
                 }
             })?;
-        Ok(ChunkThread(tx))
+        Ok(JobThread(tx))
+    }
+
+    /// Queues `work` on the thread; its result arrives on the receiver.
+    fn send<T, F>(&self, work: F) -> Result<oneshot::Receiver<T>, InferenceError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Box::new(move || {
+                let _ = tx.send(work());
+            }))
+            .map_err(|_| InferenceError::Failed("a job worker's thread has ended".into()))?;
+        Ok(rx)
     }
 
     /// Runs `work` on the thread and waits for it without blocking the runtime.
@@ -453,16 +557,8 @@ impl ChunkThread {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.0.send(Box::new(move || {
-            let _ = tx.send(work());
-        }));
-        if sent.is_err() {
-            return Err(InferenceError::Failed(
-                "a job worker's thread has ended".into(),
-            ));
-        }
-        rx.await
+        self.send(work)?
+            .await
             .map_err(|_| InferenceError::Failed("a job's chunk failed on its thread".into()))
     }
 }

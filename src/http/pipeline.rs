@@ -175,6 +175,7 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response,
     let _in_flight = conn.activity.begin();
     let started = Instant::now();
     let app = &conn.app;
+    let _foreground = app.traffic.begin();
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();

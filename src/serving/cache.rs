@@ -245,7 +245,7 @@ pub struct CacheStats {
 pub struct Answer(Bytes);
 
 impl Answer {
-    fn encode(value: &Value) -> Self {
+    pub fn encode(value: &Value) -> Self {
         Answer(
             serde_json::to_vec(value)
                 .expect("JSON values serialize")
@@ -308,7 +308,6 @@ enum Origin {
     Computed,
 }
 
-/// The two-tier prediction cache; see the module doc.
 /// Whether a lookup may answer from the cache (`Cache-Control: no-cache`
 /// on the request asks for a fresh answer, which is then stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +316,7 @@ pub enum Read {
     Bypass,
 }
 
+/// The two-tier prediction cache; see the module doc.
 pub struct Cache {
     /// foldhash, not SipHash: keys are SHA-256 digests, which no client
     /// can steer into one bucket.
@@ -539,42 +539,86 @@ impl Cache {
         }
     }
 
-    /// A stored answer, from this daemon's memory or from Redis (then kept
-    /// in memory too), without computing: for batch work that computes its
-    /// misses together. Counted as a hit or a miss like any lookup.
-    pub async fn lookup(&self, key: &CacheKey, ttl: Duration) -> Option<Answer> {
+    /// Batch lookups without computing, for work that computes its misses
+    /// together, in two halves so the first can run off the runtime: the
+    /// answers this daemon's memory holds for `keys`, in order. Counts the
+    /// hits; `lookup_remote` goes on with the rest and counts the misses.
+    /// Key by key, with nothing allocated per key.
+    pub async fn lookup_local(&self, keys: &[CacheKey], ttl: Duration) -> Vec<Option<Answer>> {
         if ttl.is_zero() {
-            return None;
+            return vec![None; keys.len()];
         }
-        if let Some(stored) = self.local.get(key).await {
-            self.hits_local.fetch_add(1, Ordering::Relaxed);
-            return Some(stored.answer);
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            found.push(self.local.get(key).await.map(|stored| stored.answer));
         }
-        if let Some((answer, left)) = self.redis_get(key).await {
-            self.hits_redis.fetch_add(1, Ordering::Relaxed);
-            let stored = Stored {
-                answer: answer.clone(),
-                ttl: left.min(ttl),
-            };
-            self.local.insert(key.clone(), stored).await;
-            return Some(answer);
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        None
+        let hits = found.iter().filter(|hit| hit.is_some()).count();
+        self.hits_local.fetch_add(hits as u64, Ordering::Relaxed);
+        found
     }
 
-    /// Stores an answer computed outside `get_or_compute` in both tiers.
-    pub async fn store(&self, key: &CacheKey, ttl: Duration, value: &Value) {
+    /// The second half of a batch lookup: the keys memory lacked, from
+    /// Redis when configured (then kept in memory too), concurrently.
+    pub async fn lookup_remote(
+        &self,
+        keys: &[CacheKey],
+        found: &mut [Option<Answer>],
+        ttl: Duration,
+    ) {
         if ttl.is_zero() {
             return;
         }
-        let answer = Answer::encode(value);
-        let stored = Stored {
-            answer: answer.clone(),
-            ttl,
-        };
-        self.local.insert(key.clone(), stored).await;
-        self.redis_set(key, &answer, ttl).await;
+        if self.remote.is_some() {
+            let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+            let fetched =
+                futures_util::future::join_all(missing.iter().map(|&i| self.redis_get(&keys[i])))
+                    .await;
+            for (i, hit) in missing.into_iter().zip(fetched) {
+                let Some((answer, left)) = hit else { continue };
+                self.hits_redis.fetch_add(1, Ordering::Relaxed);
+                let stored = Stored {
+                    answer: answer.clone(),
+                    ttl: left.min(ttl),
+                };
+                self.local.insert(keys[i].clone(), stored).await;
+                found[i] = Some(answer);
+            }
+        }
+        let misses = found.iter().filter(|hit| hit.is_none()).count();
+        self.misses.fetch_add(misses as u64, Ordering::Relaxed);
+    }
+
+    /// Whether answers also go to (and come from) Redis.
+    pub fn has_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Stores answers computed outside `get_or_compute` in this daemon's
+    /// memory, entry by entry; `store_remote` writes them to Redis.
+    pub async fn store_local(&self, entries: &[(CacheKey, Answer)], ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        for (key, answer) in entries {
+            let stored = Stored {
+                answer: answer.clone(),
+                ttl,
+            };
+            self.local.insert(key.clone(), stored).await;
+        }
+    }
+
+    /// Writes answers to Redis, when configured, concurrently.
+    pub async fn store_remote(&self, entries: &[(CacheKey, Answer)], ttl: Duration) {
+        if ttl.is_zero() || self.remote.is_none() {
+            return;
+        }
+        futures_util::future::join_all(
+            entries
+                .iter()
+                .map(|(key, answer)| self.redis_set(key, answer, ttl)),
+        )
+        .await;
     }
 
     /// Drops every in-process entry (Redis: `flush_redis`).

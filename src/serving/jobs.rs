@@ -333,9 +333,9 @@ impl Jobs {
             let id = uuid::Uuid::new_v4().to_string();
             tx.execute(
                 &format!(
-                    "INSERT INTO jobs (id, user_id, model, explain, status, total, instances, \
+                    "INSERT INTO jobs (id, user_id, model, explain, status, total, \
                      idempotency_key, body_digest, created_at, rev) \
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, {NEXT_REV})"
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, {NEXT_REV})"
                 ),
                 params![
                     id,
@@ -343,11 +343,15 @@ impl Jobs {
                     new.model,
                     new.explain,
                     new.rows.len() as i64,
-                    instances,
                     new.idempotency_key,
                     digest,
                     now
                 ],
+            )
+            .map_err(StoreError::from)?;
+            tx.execute(
+                "INSERT INTO job_inputs (job_id, instances) VALUES (?1, ?2)",
+                params![id, instances],
             )
             .map_err(StoreError::from)?;
             Ok(Submitted::Created(Job {
@@ -515,7 +519,9 @@ impl Jobs {
             let found: Option<(Job, String)> = tx
                 .query_row(
                     &format!(
-                        "SELECT {COLUMNS}, instances FROM jobs WHERE id = ?1 AND (status = 'queued' \
+                        "SELECT {COLUMNS}, job_inputs.instances FROM jobs \
+                         JOIN job_inputs ON job_inputs.job_id = jobs.id \
+                         WHERE jobs.id = ?1 AND (status = 'queued' \
                          OR (status = 'running' AND lease_until_ms < ?2))"
                     ),
                     params![id, now],
@@ -596,19 +602,23 @@ impl Jobs {
 
     /// Commits the results of instances `start..start + results.len()` with
     /// the progress, if this process still holds the lease and the job is
-    /// where it left it; renews the lease.
+    /// where it left it; renews the lease. A chunk before the last of the
+    /// job's `total` is committed without its own fsync: a power cut can
+    /// only take the job back to an earlier chunk, results and progress
+    /// together, and a worker computes them again. The last one, which
+    /// finishes the job, is flushed.
     pub fn commit_chunk(
         &self,
         id: &str,
         lease: &str,
-        start: u64,
+        (start, total): (u64, u64),
         model_version: &str,
         results: &[String],
     ) -> Result<Progress> {
         let now = now_ms();
         let until = now + (self.config.lease_secs * 1000) as i64;
         let mut changed = None;
-        let progress = self.store.write(|tx| -> Result<Progress> {
+        let commit = |tx: &rusqlite::Transaction| -> Result<Progress> {
             // Cached statements: a job commits a chunk many times a second.
             let (status, owner, done, total): (String, Option<String>, i64, i64) = tx
                 .prepare_cached("SELECT status, lease_owner, done, total FROM jobs WHERE id = ?1")
@@ -660,7 +670,12 @@ impl Jobs {
             } else {
                 Progress::Continue
             })
-        })?;
+        };
+        let progress = if start + results.len() as u64 >= total {
+            self.store.write(commit)?
+        } else {
+            self.store.write_recomputable(commit)?
+        };
         if matches!(progress, Progress::Continue | Progress::Finished) {
             self.instances_ok
                 .fetch_add(results.len() as u64, Ordering::Relaxed);

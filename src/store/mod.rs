@@ -56,6 +56,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_job_events.sql",
         include_str!("../../migrations/0008_job_events.sql"),
     ),
+    (
+        "0009_job_inputs.sql",
+        include_str!("../../migrations/0009_job_inputs.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -166,6 +170,31 @@ impl Store {
         let value = f(&tx)?;
         tx.commit().map_err(StoreError::from)?;
         Ok(value)
+    }
+
+    /// `write` for work that can be done again: the commit is not flushed
+    /// to disk on its own (WAL's `synchronous = NORMAL` for this transaction
+    /// only), so it costs no fsync. It survives the process being killed; a
+    /// power cut may undo it, and every later one such, never half of one.
+    pub fn write_recomputable<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn()?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(StoreError::from)?;
+        let result = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(value)
+        })();
+        // Back to the pool as every other connection is.
+        conn.execute_batch("PRAGMA synchronous = FULL")
+            .map_err(StoreError::from)?;
+        result
     }
 
     /// Runs `f` with this store on tokio's blocking pool, so SQLite never
@@ -307,6 +336,47 @@ mod tests {
             files, listed,
             "every file in migrations/ must be listed in MIGRATIONS, in order"
         );
+    }
+
+    #[test]
+    fn a_recomputable_write_commits_and_leaves_the_connection_flushing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("mlapi.db"), Duration::from_secs(1), 1).unwrap();
+        let synchronous = |store: &Store| {
+            store.read(|c| -> Result<i64, StoreError> {
+                Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+            })
+        };
+        // FULL is 2, NORMAL 1; one pooled connection, so it is the same one.
+        assert_eq!(synchronous(&store).unwrap(), 2);
+        let insert =
+            "INSERT INTO audit_events (actor, action, outcome) VALUES ('t', 'x', 'success')";
+        store
+            .write_recomputable(|tx| -> Result<_, StoreError> {
+                assert_eq!(
+                    tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?,
+                    1
+                );
+                Ok(tx.execute(insert, [])?)
+            })
+            .unwrap();
+        // A refusal rolls back and restores the setting too.
+        let refused = store.write_recomputable(|tx| -> Result<(), StoreError> {
+            tx.execute(insert, [])?;
+            Err(StoreError::Busy)
+        });
+        assert!(refused.is_err());
+        assert_eq!(synchronous(&store).unwrap(), 2);
+        let rows = store
+            .read(|c| -> Result<i64, StoreError> {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM audit_events WHERE actor = 't'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[test]

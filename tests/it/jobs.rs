@@ -799,7 +799,7 @@ fn threads(pid: u32) -> Vec<(String, u32)> {
 }
 
 #[test]
-fn chunks_run_on_an_idle_priority_thread_and_overruns_fail_the_job() {
+fn chunks_compute_and_commit_on_an_idle_priority_thread_and_overruns_fail_the_job() {
     let setup = Setup::new(&jobs_config(
         "chunk_size = 1",
         "[inference]\ntimeout_ms = 1000\n[debug]\ninference_delay_ms = 300\n",
@@ -843,4 +843,45 @@ fn chunks_run_on_an_idle_priority_thread_and_overruns_fail_the_job() {
         "{job}"
     );
     assert_eq!(job["done"], 0, "{job}");
+}
+
+#[test]
+fn a_job_steps_aside_for_a_request_in_flight_yet_finishes() {
+    let setup = Setup::new(&jobs_config("chunk_size = 10", ""));
+    add_user(&setup, "ada", "user");
+    let api_key = key(&setup, "ada", "predict:read jobs:read jobs:write");
+    let d = setup.start();
+    // A caller's request stays in flight as long as its body is not complete.
+    let mut held = std::net::TcpStream::connect(d.addr).unwrap();
+    std::io::Write::write_all(
+        &mut held,
+        format!(
+            "POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {api_key}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    let r = post(
+        &d,
+        &api_key,
+        "/api/v1/jobs",
+        &json!({"instances": rows(50)}),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let done = wait_finished(&d, &api_key, &id, Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(all_results(&d, &api_key, &id).len(), 50);
+    // Five chunks, each waiting up to 20 ms before its lookups, its stores
+    // and its commit while the request is in flight: never faster than that.
+    assert!(
+        took >= Duration::from_millis(5 * 3 * 20),
+        "the job did not step aside: {took:?}"
+    );
+    drop(held);
 }
