@@ -1,5 +1,6 @@
 //! The vocabulary every layer shares, with no I/O: errors a service can
-//! refuse with, roles and scopes, API versions, endpoint groups, time, and the count of requests in flight.
+//! refuse with, roles and scopes, API versions, endpoint groups, time, and
+//! the count of requests in flight.
 //!
 //! Must not import anything of the crate outside `core` (the dependency-rule
 //! test in `layers` checks it), open files or sockets, or read the clock for

@@ -27,13 +27,10 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 /// The longest one step of a chunk waits for the callers' requests in
 /// flight to end: under unbroken traffic a job still moves.
 const MAX_YIELD: Duration = Duration::from_millis(20);
-/// Rows per model call on a job's thread, which steps aside between calls.
-const ROWS_PER_CALL: usize = 16;
 
-/// Waits, at most `MAX_YIELD`, until no caller's request is in flight: on
-/// a job's own thread, before each step of a chunk, so a step rarely runs
-/// beside a request at all (the idle class alone still shares the caches,
-/// memory and SQLite with it).
+/// Waits, at most `MAX_YIELD`, while a caller's request is in flight: the
+/// idle class alone still shares caches, memory and SQLite with it. Never
+/// while the chunk holds an inference slot, which a request may wait for.
 fn step_aside(traffic: &Traffic) {
     let started = std::time::Instant::now();
     while traffic.busy() && started.elapsed() < MAX_YIELD {
@@ -136,7 +133,8 @@ enum Fill {
     V1AndV2,
 }
 
-/// A chunk's commit in flight: the next chunk computes while it runs.
+/// A chunk's commit in flight, queued on the worker's thread: the runtime
+/// goes on to the next chunk, whose steps queue behind it.
 struct Commit {
     start: u64,
     result: oneshot::Receiver<error::Result<Progress>>,
@@ -394,15 +392,11 @@ impl Chunk {
                 let rows = &rows[range];
                 let computed = match inference {
                     Inference::None => Vec::new(),
+                    // The slot is free again when this arm ends.
                     Inference::Here(slot) => {
                         let inputs: Vec<Vec<f32>> =
                             missing.iter().map(|&i| to_input(&rows[i])).collect();
-                        let mut computed = Vec::with_capacity(inputs.len());
-                        for part in inputs.chunks(ROWS_PER_CALL) {
-                            step_aside(&app.traffic);
-                            computed.extend(slot.run_here(part, explain)?);
-                        }
-                        computed
+                        slot.run_here(&inputs, explain)?
                     }
                     Inference::Fetched(predictions) => predictions,
                 };
@@ -448,9 +442,7 @@ impl Chunk {
                 Ok((results, stored))
             })
             .await??;
-        if app.cache.has_remote() {
-            app.cache.store_remote(&stored, ttl).await;
-        }
+        app.cache.store_remote(&stored, ttl).await;
         Ok(results)
     }
 }
@@ -506,18 +498,16 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 type Work = Box<dyn FnOnce() + Send>;
 
 /// A worker's own thread, in the idle scheduling class, for all of its
-/// chunks' CPU work and their commits, in order. It lives as long as the
-/// worker: a thread started and ended per chunk costs the allocator a heap
-/// set up and torn down each time. One thread, not one to compute and one
-/// to commit: with every CPU running idle-class work, a waking request
-/// waits far longer than with one CPU left free. It makes no runtime
-/// calls, so it may outlive a runtime that shuts down under it; it ends
-/// when the worker drops it.
+/// chunks' CPU work and commits, in order; one, so a worker never takes a
+/// second CPU from the requests (with every CPU running idle-class work, a
+/// waking request waits far longer). It lives as long as the worker (a
+/// thread per chunk costs the allocator a heap each time) and makes no
+/// runtime calls, so it may outlive a runtime that shuts down under it.
 ///
-/// A commit holds SQLite's write lock on a thread that gets a CPU only
-/// when no other thread wants one: with every CPU saturated, other writers
-/// (logins, key changes, submits) may wait for it, up to
-/// `database.busy_timeout_ms`, rather than live requests waiting for jobs.
+/// While it is starved (every CPU saturated), what it holds waits with it:
+/// SQLite's write lock during a commit (other writers wait, up to
+/// `database.busy_timeout_ms`) and, when it runs the in-process cache's
+/// maintenance, that cache's inserts once their queue is full.
 struct JobThread(std::sync::mpsc::Sender<Work>);
 
 impl JobThread {

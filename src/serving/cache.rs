@@ -588,11 +588,6 @@ impl Cache {
         self.misses.fetch_add(misses as u64, Ordering::Relaxed);
     }
 
-    /// Whether answers also go to (and come from) Redis.
-    pub fn has_remote(&self) -> bool {
-        self.remote.is_some()
-    }
-
     /// Stores answers computed outside `get_or_compute` in this daemon's
     /// memory, entry by entry; `store_remote` writes them to Redis.
     pub async fn store_local(&self, entries: &[(CacheKey, Answer)], ttl: Duration) {

@@ -614,10 +614,10 @@ impl Slot {
     /// Runs the model on the calling thread, which it blocks: for a thread
     /// of its own (a job's chunk), never the runtime's. The timeout counts
     /// this thread's CPU time (and the test hook's delay), so a thread kept
-    /// waiting by live requests is not timed out for it, and each call is
-    /// timed alone. The slot is free again when it is dropped.
+    /// waiting by live requests is not timed out for it. The slot is free
+    /// again when this returns.
     pub fn run_here(
-        &self,
+        self,
         rows: &[Vec<f32>],
         explain: Explain,
     ) -> Result<Vec<Prediction>, InferenceError> {

@@ -78,6 +78,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A pooled connection that `write_recomputable` set to `synchronous =
+/// NORMAL`, set back to FULL when dropped.
+struct Flushing(r2d2::PooledConnection<SqliteConnectionManager>);
+
+impl Drop for Flushing {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.execute_batch("PRAGMA synchronous = FULL") {
+            // Only a broken connection fails this; say so, it cannot be undone here.
+            tracing::error!(error = %e, "could not set a database connection back to synchronous = FULL");
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema
     /// up to date. Refuses a database written by a newer mlapi.
@@ -180,21 +193,19 @@ impl Store {
         &self,
         f: impl FnOnce(&Transaction) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.conn()?;
+        let conn = self.conn()?;
         conn.execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(StoreError::from)?;
-        let result = (|| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(StoreError::from)?;
-            Ok(value)
-        })();
-        // Back to the pool as every other connection is.
-        conn.execute_batch("PRAGMA synchronous = FULL")
+        // Back to FULL on every way out (a panic in `f` too), so no other
+        // write on this pooled connection goes unflushed.
+        let mut conn = Flushing(conn);
+        let tx = conn
+            .0
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        result
+        let value = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
     }
 
     /// Runs `f` with this store on tokio's blocking pool, so SQLite never
@@ -366,6 +377,12 @@ mod tests {
             Err(StoreError::Busy)
         });
         assert!(refused.is_err());
+        assert_eq!(synchronous(&store).unwrap(), 2);
+        // And so does a panic inside the transaction.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.write_recomputable(|_| -> Result<(), StoreError> { panic!("in a transaction") })
+        }));
+        assert!(panicked.is_err());
         assert_eq!(synchronous(&store).unwrap(), 2);
         let rows = store
             .read(|c| -> Result<i64, StoreError> {
