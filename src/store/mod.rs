@@ -78,6 +78,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// `f` in a `BEGIN IMMEDIATE` transaction on `conn`, committed only if it succeeds.
+fn immediate<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::from)?;
+    let value = f(&tx)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(value)
+}
+
 /// A pooled connection that `write_recomputable` set to `synchronous =
 /// NORMAL`, set back to FULL when dropped.
 struct Flushing(r2d2::PooledConnection<SqliteConnectionManager>);
@@ -176,13 +189,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Transaction) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(value)
+        immediate(&mut *self.conn()?, f)
     }
 
     /// `write` for work that can be done again: the commit is not flushed
@@ -199,13 +206,7 @@ impl Store {
         // Back to FULL on every way out (a panic in `f` too), so no other
         // write on this pooled connection goes unflushed.
         let mut conn = Flushing(conn);
-        let tx = conn
-            .0
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(value)
+        immediate(&mut conn.0, f)
     }
 
     /// Runs `f` with this store on tokio's blocking pool, so SQLite never
